@@ -1,0 +1,28 @@
+# make test  : create .venv if missing, install visionmix into it, run the test suite
+# make demo  : create .venv if missing, build DiT-S/2, run it, print the params/GMACs table
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch first, pinned: a bare "torch" requirement would pull a multi-GB build from the index
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.visionmix-installed
+
+.PHONY: test demo install clean
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+demo: $(STAMP)
+	$(PY) tools/demo.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,7 @@
+# DiT-B/2, ImageNet 256x256 (SD-VAE latent 32x32x4). Reference numbers: DESIGN.md section 6.
+from mmengine.config import read_base
+
+with read_base():
+    from .._base_.models.dit import *
+
+model.backbone.update(hidden_size=768, depth=12, num_heads=12, patch_size=2)

@@ -1,0 +1,7 @@
+# DiT-L/8, ImageNet 256x256 (SD-VAE latent 32x32x4). Reference numbers: DESIGN.md section 6.
+from mmengine.config import read_base
+
+with read_base():
+    from .._base_.models.dit import *
+
+model.backbone.update(hidden_size=1024, depth=24, num_heads=16, patch_size=8)

@@ -1,0 +1,7 @@
+# DiT-XL/2, ImageNet 512x512 (SD-VAE latent 64x64x4): 524.6 GMACs.
+from mmengine.config import read_base
+
+with read_base():
+    from .._base_.models.dit import *
+
+model.backbone.update(input_size=64, hidden_size=1152, depth=28, num_heads=16, patch_size=2)

@@ -1,0 +1,7 @@
+# DiT-XL/4, ImageNet 256x256 (SD-VAE latent 32x32x4). Reference numbers: DESIGN.md section 6.
+from mmengine.config import read_base
+
+with read_base():
+    from .._base_.models.dit import *
+
+model.backbone.update(hidden_size=1152, depth=28, num_heads=16, patch_size=4)

@@ -1,0 +1,7 @@
+# U-ViT-H/2, ImageNet 256x256 (SD-VAE latent 32x32x4): 500,832,016 parameters, FID 2.29 (published).
+from mmengine.config import read_base
+
+with read_base():
+    from .._base_.models.uvit import *
+
+model.backbone.update(hidden_size=1152, depth=28, num_heads=16, patch_size=2)

@@ -1,0 +1,45 @@
+"""Install visionmix; the top-level ``ops/`` folder (native WKV kernels) installs as ``visionmix.ops``.
+
+Set ``VISIONMIX_BUILD_OPS=1`` to compile the native Bi-WKV op ahead of time; otherwise it is built
+with ninja on first use (see ``ops/loader.py``).
+"""
+import os
+
+from setuptools import find_packages, setup
+
+packages = [p for p in find_packages(include=["visionmix", "visionmix.*"])] + ["visionmix.ops"]
+ext_modules, cmdclass = [], {}
+if os.environ.get("VISIONMIX_BUILD_OPS") == "1":
+    from ops.build import ahead_of_time_extensions  # torch is needed only for this path
+
+    ext_modules, cmdclass = ahead_of_time_extensions()
+
+setup(
+    name="visionmix",
+    version="0.1.0",
+    description="Interchangeable token mixers (Bi-RWKV, linear attention, RetNet decay, Swin, DiCo conv, "
+    "softmax attention) in shared diffusion scaffolds",
+    python_requires=">=3.9",
+    packages=packages,
+    package_dir={"visionmix.ops": "ops"},
+    package_data={"visionmix.ops": ["csrc/*.h", "csrc/*.cpp", "csrc/*.cu"]},
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+    install_requires=[
+        "torch>=2.1",
+        "torchvision",
+        "timm>=0.9",
+        "mmengine>=0.10",
+        "mmcv-lite>=2.0",
+        "einops",
+        "fvcore",
+        "ninja",
+        "pyyaml",
+        "scikit-learn",
+    ],
+    extras_require={
+        "latent": ["diffusers"],
+        "metrics": ["torchmetrics", "torch-fidelity", "scipy"],
+        "dev": ["pytest", "pytest-timeout"],
+    },
+)

@@ -1,0 +1,12 @@
+"""Reusable building blocks shared by every scaffold and mixer."""
+from .conditioning import CONDITIONING_MODES, AdaLNModulation, modulate
+from .embedders import LabelEmbedder, TimestepEmbedder, timestep_embedding
+from .ffn import MlpFFN
+from .head import AdaLNFinalLayer, LinearFinalLayer, unpatchify
+from .pos_embed import PositionEmbedding, sincos_1d, sincos_2d
+
+__all__ = [
+    "CONDITIONING_MODES", "AdaLNModulation", "modulate", "LabelEmbedder", "TimestepEmbedder",
+    "timestep_embedding", "MlpFFN", "AdaLNFinalLayer", "LinearFinalLayer", "unpatchify",
+    "PositionEmbedding", "sincos_1d", "sincos_2d",
+]
