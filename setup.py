@@ -36,10 +36,11 @@ setup(
         "ninja",
         "pyyaml",
         "scikit-learn",
+        "tqdm",
     ],
     extras_require={
         "latent": ["diffusers"],
         "metrics": ["torchmetrics", "torch-fidelity", "scipy"],
-        "dev": ["pytest", "pytest-timeout"],
+        "dev": ["pytest", "pytest-timeout", "diffusers"],
     },
 )

@@ -2,6 +2,9 @@
 from mmengine.config import read_base
 
 with read_base():
+    from .._base_.datasets.imagenet_latents256 import *
+    from .._base_.default_runtime import *
     from .._base_.models.dit import *
+    from .._base_.schedules.adamw_400k import *
 
 model.backbone.update(hidden_size=1024, depth=24, num_heads=16, patch_size=8)

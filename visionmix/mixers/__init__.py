@@ -6,5 +6,6 @@ class attribute ``accepts_extra_tokens`` is True also take extra leading tokens,
 know nothing about time, class or diffusion; they work for any (H, W), odd and non-square included.
 """
 from .attention import Attention
+from .bi_rwkv import BiRWKV
 
-__all__ = ["Attention"]
+__all__ = ["Attention", "BiRWKV"]

@@ -1,4 +1,5 @@
 """Top-level trainable models."""
+from .data_preprocessor import DiffusionDataPreprocessor
 from .diffusion_model import DiffusionModel
 
-__all__ = ["DiffusionModel"]
+__all__ = ["DiffusionDataPreprocessor", "DiffusionModel"]

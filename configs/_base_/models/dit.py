@@ -3,12 +3,17 @@
 from visionmix.backbones import IsotropicBackbone
 from visionmix.layers import MlpFFN
 from visionmix.mixers import Attention
-from visionmix.models import DiffusionModel
+from visionmix.diffusion import GaussianDiffusion
+from visionmix.models import DiffusionDataPreprocessor, DiffusionModel
 
 default_scope = None
 
 model = dict(
     type=DiffusionModel,
+    data_preprocessor=dict(type=DiffusionDataPreprocessor, latent_scale=0.18215),  # SD-VAE latents
+    vae="data/sd-vae-ft-ema",  # local diffusers AutoencoderKL, only to decode sample grids
+    diffusion=dict(type=GaussianDiffusion, num_timesteps=1000, noise_schedule="linear"),
+    sampling=dict(sampler="ddpm", steps=250, cfg_scale=1.5, guided_channels=3),  # DiT guides 3 of 4 latent channels
     backbone=dict(
         type=IsotropicBackbone,
         input_size=32,
