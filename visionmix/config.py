@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 import yaml
 from mmengine.config import Config
+from mmengine.utils import import_modules_from_strings
 
 
 def load_config(path: str | Path, cfg_options: Mapping[str, Any] | None = None) -> Config:
@@ -27,4 +28,6 @@ def load_config(path: str | Path, cfg_options: Mapping[str, Any] | None = None) 
         cfg = Config.fromfile(str(path))
     if cfg_options:
         cfg.merge_from_dict(dict(cfg_options))
+    if cfg.get("custom_imports"):  # plugins registering extra components (YAML configs and overrides too)
+        import_modules_from_strings(**cfg.custom_imports)
     return cfg

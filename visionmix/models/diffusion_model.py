@@ -130,15 +130,22 @@ class DiffusionModel(BaseModel):
             net.train(was_training)
         return self.decode(x) if decode else x
 
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """Model-space samples -> images in [-1, 1] (pixels pass through; latents go through the VAE)."""
+    def decoder(self) -> torch.nn.Module | None:
+        """The VAE that turns sampled latents into images (loaded on first use); None for pixel models."""
         if self.latent_scale is None:
-            return x.clamp(-1, 1)
+            return None
         if self.vae_path is None:
             raise ValueError("these are VAE latents: set model.vae to a local diffusers AutoencoderKL folder "
                              "(e.g. stabilityai/sd-vae-ft-ema) to decode them to images")
         if self._vae is None:
             from ..datasets.vae import load_vae
 
-            self._vae = load_vae(self.vae_path, device=x.device)
-        return self._vae.decode(x / self.latent_scale).sample.clamp(-1, 1)
+            self._vae = load_vae(self.vae_path)
+        return self._vae
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Model-space samples -> images in [-1, 1] (pixels pass through; latents go through the VAE)."""
+        vae = self.decoder()
+        if vae is None:
+            return x.clamp(-1, 1)
+        return vae.to(x.device).decode(x / self.latent_scale).sample.clamp(-1, 1)

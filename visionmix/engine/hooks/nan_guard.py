@@ -33,10 +33,10 @@ class NaNGuardHook(Hook):
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         loss = (outputs or {}).get("loss")
-        if loss is None or math.isfinite(float(loss)):
+        if loss is None or math.isfinite(value := float(loss.detach())):
             return
         raise NonFiniteLossError(
-            f"loss became {float(loss)} at iteration {runner.iter + 1}; stopped before saving. Last good "
+            f"loss became {value} at iteration {runner.iter + 1}; stopped before saving. Last good "
             f"checkpoint: {last_checkpoint(runner.work_dir) or 'none yet'}. Lower the learning rate or "
             "enable gradient clipping (optim_wrapper.clip_grad), then resume from it."
         )

@@ -27,6 +27,7 @@ class SampleGridHook(Hook):
                  sampling: dict | None = None):
         self.interval, self.per_class, self.num_classes_shown = interval, per_class, num_classes_shown
         self.seed, self.sampling = seed, dict(sampling or {})
+        self.disabled_because: str | None = None
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self.every_n_train_iters(runner, self.interval):
@@ -43,13 +44,19 @@ class SampleGridHook(Hook):
         return classes.repeat_interleave(self.per_class)
 
     def write_grid(self, runner) -> str | None:
-        if runner.rank != 0:
+        if runner.rank != 0 or self.disabled_because:
             return None
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         ema = next((h for h in runner.hooks if isinstance(h, EMAHook) and hasattr(h, "ema_model")), None)
         backbone = ema.ema_model.module.backbone if ema is not None else model.backbone
         device = next(backbone.parameters()).device
         generator = torch.Generator(device).manual_seed(self.seed)
+        try:
+            model.decoder()  # before sampling: latents need a local VAE to become pictures
+        except (FileNotFoundError, ValueError) as err:  # no VAE here: keep training, say why once
+            self.disabled_because = str(err)
+            runner.logger.warning(f"sample grids are off: {err}")
+            return None
         images = model.sample(self.labels(model), generator=generator, backbone=backbone, **self.sampling)
         path = osp.join(runner.work_dir, "samples", f"iter_{runner.iter:07d}.png")
         os.makedirs(osp.dirname(path), exist_ok=True)
