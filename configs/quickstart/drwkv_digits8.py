@@ -18,6 +18,6 @@ optim_wrapper.optimizer.update(lr=2e-3)
 train_cfg.update(max_iters=3000)
 default_hooks.checkpoint.update(interval=1000, max_keep_ckpts=2)
 default_hooks.logger.update(interval=100)
-custom_hooks[0].update(momentum=1e-3)  # EMA decay 0.999: 0.9999 would barely move in 3k iterations
+custom_hooks[0].update(momentum=1e-2)  # EMA decay 0.99: 0.9999 would barely move in a few hundred iterations
 custom_hooks[3].update(interval=1000, per_class=8, num_classes_shown=10)
 work_dir = "work_dirs/quickstart_drwkv_digits8"

@@ -1,0 +1,132 @@
+"""Benchmark the Bi-WKV operator: native kernels vs the PyTorch fallback vs the dense oracle.
+
+Every time is also given as a multiple of one ``torch.exp(x, out=buf)`` pass over a preallocated
+(B, T, C) tensor measured in the same run, which takes the machine's speed (and memory bandwidth)
+out of the comparison. Prints a markdown table.
+
+    python tools/benchmark_wkv.py            # T in 256, 1024, 4096, 16384
+    python tools/benchmark_wkv.py --quick    # T in 256, 1024, 4096, fewer repeats
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+import visionmix.ops as ops
+
+MEMORY_LIMIT = 4 * 2**30  # skip a path whose estimated working memory exceeds this
+
+
+def best_time(fn: Callable[[], object], reps: int) -> float:
+    """Fastest of `reps` runs after one warm-up, in seconds (robust to other load on the host)."""
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def make_inputs(B: int, T: int, C: int, seed: int = 0) -> Dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return {
+        "w": (torch.rand(C, generator=gen) * 2 - 1) * 8.0 / T,  # |w| T <= 8, as after the /T scaling
+        "u": torch.randn(C, generator=gen) * 0.5,
+        "k": torch.randn(B, T, C, generator=gen),
+        "v": torch.randn(B, T, C, generator=gen),
+        "g": torch.randn(B, T, C, generator=gen),
+    }
+
+
+def forward_fn(op: Callable, x: Dict[str, torch.Tensor]) -> Callable[[], object]:
+    def run() -> object:
+        with torch.no_grad():
+            return op(x["w"], x["u"], x["k"], x["v"])
+
+    return run
+
+
+def train_fn(op: Callable, x: Dict[str, torch.Tensor]) -> Callable[[], object]:
+    leaves = [x[n].clone().requires_grad_() for n in ("w", "u", "k", "v")]
+
+    def run() -> object:
+        for leaf in leaves:
+            leaf.grad = None
+        op(*leaves).backward(x["g"])
+        return leaves[2].grad
+
+    return run
+
+
+def estimated_bytes(path: str, B: int, T: int, C: int, train: bool) -> int:
+    if path == "dense":  # (B, T, T, C) logits, probabilities, product; more kept for backward
+        return B * T * T * C * 4 * (6 if train else 3)
+    if path == "torch":  # (B, T / L, L, L, C) blocks with L = 64
+        return B * T * 64 * C * 4 * (8 if train else 4)
+    return 0
+
+
+def dense32(w, u, k, v):
+    return ops.bi_wkv_dense(w, u, k, v, dtype=torch.float32)
+
+
+PATHS = {"native": lambda w, u, k, v: ops._bi_wkv_op(w, u, k, v)[0], "torch": ops.bi_wkv_torch,
+         "dense": dense32}
+
+
+def bench_length(B: int, T: int, C: int, reps: int, paths: List[str]) -> Dict[str, Optional[float]]:
+    x = make_inputs(B, T, C)
+    src, buf = torch.randn(B, T, C), torch.empty(B, T, C)
+    row: Dict[str, Optional[float]] = {"exp": best_time(lambda: torch.exp(src, out=buf), 3 * reps)}
+    for path in paths:
+        for train in (False, True):
+            key = f"{path} {'fwd+bwd' if train else 'fwd'}"
+            if estimated_bytes(path, B, T, C, train) > MEMORY_LIMIT:
+                row[key] = None
+                continue
+            make = train_fn if train else forward_fn
+            row[key] = best_time(make(PATHS[path], x), reps if path == "native" else 1)
+    return row
+
+
+def render(rows: Dict[int, Dict[str, Optional[float]]]) -> str:
+    keys = [k for k in next(iter(rows.values())) if k != "exp"]
+    head = "| T | exp pass (ms) | " + " | ".join(f"{k} ms (x exp)" for k in keys) + " |"
+    lines = [head, "|" + "---|" * (len(keys) + 2)]
+    for T, row in rows.items():
+        cells = [f"{T}", f"{row['exp'] * 1e3:.2f}"]
+        for key in keys:
+            t = row[key]
+            cells.append("skipped (memory)" if t is None else f"{t * 1e3:.1f} ({t / row['exp']:.1f}x)")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="T in 256..4096, fewer repeats")
+    parser.add_argument("--lengths", type=int, nargs="*", help="override the sequence lengths")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--channels", type=int, default=384)
+    parser.add_argument("--reps", type=int, default=None, help="timed repeats of the native op")
+    parser.add_argument("--paths", nargs="*", default=list(PATHS), choices=list(PATHS))
+    args = parser.parse_args(argv)
+    lengths = args.lengths or ([256, 1024, 4096] if args.quick else [256, 1024, 4096, 16384])
+    reps = args.reps or (3 if args.quick else 7)
+    if "native" in args.paths and ops.native_build_error() is not None:
+        raise SystemExit(f"native extension unavailable: {ops.native_build_error()}")
+    print(f"Bi-WKV, B={args.batch}, C={args.channels}, fp32, {torch.get_num_threads()} threads, "
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, best of {reps} (native)\n")
+    rows = {T: bench_length(args.batch, T, args.channels, reps, args.paths) for T in lengths}
+    print(render(rows))
+    if "native" in args.paths and 4096 in rows and 16384 in rows:
+        norm = {T: rows[T]["native fwd+bwd"] / rows[T]["exp"] for T in (4096, 16384)}
+        print(f"\nnative fwd+bwd, normalised cost T=16384 / T=4096: {norm[16384] / norm[4096]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
