@@ -74,8 +74,8 @@ def dense32(w, u, k, v):
     return ops.bi_wkv_dense(w, u, k, v, dtype=torch.float32)
 
 
-PATHS = {"native": lambda w, u, k, v: ops._bi_wkv_op(w, u, k, v)[0], "torch": ops.bi_wkv_torch,
-         "dense": dense32}
+PATHS = {"native": lambda w, u, k, v: ops._bi_wkv_op(w, u, k, v)[0].to(k.dtype),
+         "torch": ops.bi_wkv_torch, "dense": dense32}
 
 
 def bench_length(B: int, T: int, C: int, reps: int, paths: List[str]) -> Dict[str, Optional[float]]:
