@@ -20,14 +20,18 @@ import visionmix.ops as ops
 MEMORY_LIMIT = 4 * 2**30  # skip a path whose estimated working memory exceeds this
 
 
-def best_time(fn: Callable[[], object], reps: int) -> float:
-    """Fastest of `reps` runs after one warm-up, in seconds (robust to other load on the host)."""
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        start = time.perf_counter()
+def best_times(fns: Dict[str, Callable[[], object]], reps: int) -> Dict[str, float]:
+    """Fastest of `reps` runs of each function, in seconds, after one warm-up. The functions take
+    turns within every repetition, so that a burst of load elsewhere on the host hits them alike
+    rather than biasing the ratios."""
+    for fn in fns.values():
         fn()
-        best = min(best, time.perf_counter() - start)
+    best = {name: float("inf") for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
@@ -81,16 +85,22 @@ PATHS = {"native": lambda w, u, k, v: ops._bi_wkv_op(w, u, k, v)[0].to(k.dtype),
 def bench_length(B: int, T: int, C: int, reps: int, paths: List[str]) -> Dict[str, Optional[float]]:
     x = make_inputs(B, T, C)
     src, buf = torch.randn(B, T, C), torch.empty(B, T, C)
-    row: Dict[str, Optional[float]] = {"exp": best_time(lambda: torch.exp(src, out=buf), 3 * reps)}
+    fast: Dict[str, Callable[[], object]] = {"exp": lambda: torch.exp(src, out=buf)}
+    slow: Dict[str, Callable[[], object]] = {}
+    skipped: List[str] = []
     for path in paths:
         for train in (False, True):
             key = f"{path} {'fwd+bwd' if train else 'fwd'}"
             if estimated_bytes(path, B, T, C, train) > MEMORY_LIMIT:
-                row[key] = None
+                skipped.append(key)
                 continue
-            make = train_fn if train else forward_fn
-            row[key] = best_time(make(PATHS[path], x), reps if path == "native" else 1)
-    return row
+            fn = (train_fn if train else forward_fn)(PATHS[path], x)
+            (fast if path == "native" else slow)[key] = fn
+    row: Dict[str, Optional[float]] = dict(best_times(fast, reps))
+    row.update(best_times(slow, 1))  # the reference paths are slow: one timed run
+    row.update({key: None for key in skipped})
+    order = ["exp"] + [f"{p} {m}" for p in paths for m in ("fwd", "fwd+bwd")]
+    return {key: row[key] for key in order}
 
 
 def render(rows: Dict[int, Dict[str, Optional[float]]]) -> str:
@@ -116,7 +126,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--paths", nargs="*", default=list(PATHS), choices=list(PATHS))
     args = parser.parse_args(argv)
     lengths = args.lengths or ([256, 1024, 4096] if args.quick else [256, 1024, 4096, 16384])
-    reps = args.reps or (3 if args.quick else 7)
+    reps = args.reps or (5 if args.quick else 15)
     if "native" in args.paths and ops.native_build_error() is not None:
         raise SystemExit(f"native extension unavailable: {ops.native_build_error()}")
     print(f"Bi-WKV, B={args.batch}, C={args.channels}, fp32, {torch.get_num_threads()} threads, "
