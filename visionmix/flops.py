@@ -60,6 +60,8 @@ def count_params(model: nn.Module) -> tuple[int, int]:
 
 def count_macs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
     """Multiply-adds of ``model(*inputs)``; raises if a matmul-class operator would go uncounted."""
+    with torch.no_grad():  # eager warm-up: lazy work (e.g. building the native WKV op) must not run under jit tracing
+        model(*inputs)
     analysis = FlopCountAnalysis(model, inputs)
     analysis.set_op_handle(**EXTRA_HANDLES)
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
