@@ -20,16 +20,10 @@
 #include <tuple>
 
 #include "bi_wkv_backward.h"
+#include "bi_wkv_checks.h"
 
 namespace visionmix {
 namespace wkv {
-
-// Defined in bi_wkv_ops.cpp.
-void check_forward_args(const at::Tensor& w, const at::Tensor& u, const at::Tensor& k,
-                        const at::Tensor& v);
-void check_backward_args(const at::Tensor& w, const at::Tensor& u, const at::Tensor& k,
-                         const at::Tensor& v, const at::Tensor& y, const at::Tensor& gy,
-                         const at::Tensor& lse_off, const at::Tensor& lse_ref);
 
 namespace {
 

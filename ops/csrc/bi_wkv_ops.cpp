@@ -10,6 +10,7 @@
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
 
+#include "bi_wkv_checks.h"
 #include "bi_wkv_scan.h"
 
 namespace visionmix {
