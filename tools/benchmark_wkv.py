@@ -4,12 +4,21 @@ Every time is also given as a multiple of one ``torch.exp(x, out=buf)`` pass ove
 (B, T, C) tensor measured in the same run, which takes the machine's speed (and memory bandwidth)
 out of the comparison. Prints a markdown table.
 
+The exp pass writes into a preallocated buffer; the operator has to allocate its outputs. glibc
+serves every block over 32 MiB with a fresh mmap and unmaps it on free, so at T=16384 (50 MB
+tensors) each call would also pay the kernel's page faults and zeroing for every output page
+(about 60% of the forward's time here), which measures the allocator rather than the operator.
+The benchmark therefore asks glibc to keep freed memory (``mallopt``), as a caching allocator
+would; ``--system-malloc`` leaves the default policy in place for comparison.
+
     python tools/benchmark_wkv.py            # T in 256, 1024, 4096, 16384
     python tools/benchmark_wkv.py --quick    # T in 256, 1024, 4096, fewer repeats
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import time
 from typing import Callable, Dict, List, Optional
 
@@ -18,6 +27,18 @@ import torch
 import visionmix.ops as ops
 
 MEMORY_LIMIT = 4 * 2**30  # skip a path whose estimated working memory exceeds this
+
+
+def keep_freed_memory() -> str:
+    """Make glibc serve large blocks from its heap and never hand freed memory back, so that a
+    repeated call finds its output pages already mapped. Returns a description of the policy."""
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    mallopt = getattr(libc, "mallopt", None)
+    m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
+    if mallopt is None or not (mallopt(m_mmap_max, 0) and mallopt(m_trim_threshold, 2**31 - 1)):
+        return "system malloc (mallopt unavailable)"
+    return "glibc malloc keeping freed memory (no mmap, no trim)"
 
 
 def best_times(fns: Dict[str, Callable[[], object]], reps: int) -> Dict[str, float]:
@@ -124,13 +145,17 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--channels", type=int, default=384)
     parser.add_argument("--reps", type=int, default=None, help="timed repeats of the native op")
     parser.add_argument("--paths", nargs="*", default=list(PATHS), choices=list(PATHS))
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="keep glibc's default policy (fresh mmap per block over 32 MiB)")
     args = parser.parse_args(argv)
+    allocator = "system malloc (default policy)" if args.system_malloc else keep_freed_memory()
     lengths = args.lengths or ([256, 1024, 4096] if args.quick else [256, 1024, 4096, 16384])
     reps = args.reps or (5 if args.quick else 15)
     if "native" in args.paths and ops.native_build_error() is not None:
         raise SystemExit(f"native extension unavailable: {ops.native_build_error()}")
     print(f"Bi-WKV, B={args.batch}, C={args.channels}, fp32, {torch.get_num_threads()} threads, "
-          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, best of {reps} (native)\n")
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, best of {reps} (native), "
+          f"{allocator}\n")
     rows = {T: bench_length(args.batch, T, args.channels, reps, args.paths) for T in lengths}
     print(render(rows))
     if "native" in args.paths and 4096 in rows and 16384 in rows:
