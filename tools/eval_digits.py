@@ -11,6 +11,7 @@ import os.path as osp
 import sys
 
 import torch
+from mmengine.config import DictAction
 from torchvision.utils import save_image
 
 from visionmix import build_model
@@ -23,11 +24,15 @@ from sample import load_weights  # noqa: E402
 
 
 def evaluate(config: str, checkpoint: str, per_class: int = 50, cfg_scales: tuple[float, ...] = (1.0, 3.0),
-             sampler: str = "ddim", steps: int = 50, seed: int = 0, out_dir: str | None = None) -> list[dict]:
-    """Sample ``per_class`` digits of each class at every guidance scale and score them."""
-    model = build_model(load_config(config).model)
+             sampler: str | None = None, steps: int | None = None, seed: int = 0, out_dir: str | None = None,
+             cfg_options: dict | None = None) -> list[dict]:
+    """Sample ``per_class`` digits of each class at every guidance scale and score them. ``sampler`` and
+    ``steps`` default to the config's ``model.sampling``."""
+    model = build_model(load_config(config, cfg_options).model)
     load_weights(model, checkpoint)
     model.eval()
+    sampler = sampler or model.sampling["sampler"]
+    steps = steps or model.sampling["steps"]
     scorer = DigitsScorer.fit()
     labels = torch.arange(10).repeat_interleave(per_class)
     rows = []
@@ -36,7 +41,7 @@ def evaluate(config: str, checkpoint: str, per_class: int = 50, cfg_scales: tupl
                               sampler=sampler, steps=steps)
         scores = scorer.score(images, labels)
         rows.append(dict(cfg_scale=scale, agreement=scores["agreement"], frechet=scores["frechet"],
-                         heldout_accuracy=scorer.heldout_accuracy))
+                         heldout_accuracy=scorer.heldout_accuracy, sampler=sampler, steps=steps))
         if out_dir:
             os.makedirs(out_dir, exist_ok=True)
             grid = images.view(10, per_class, *images.shape[1:])[:, :10].reshape(-1, *images.shape[1:])
@@ -45,8 +50,9 @@ def evaluate(config: str, checkpoint: str, per_class: int = 50, cfg_scales: tupl
     return rows
 
 
-def print_table(rows: list[dict], sampler: str, steps: int) -> None:
-    print(f"| guidance | agreement with requested digit | Frechet (classifier features) |  ({sampler}-{steps}; "
+def print_table(rows: list[dict]) -> None:
+    print(f"| guidance | agreement with requested digit | Frechet (classifier features) |  "
+          f"({rows[0]['sampler']}-{rows[0]['steps']}; "
           f"classifier held-out accuracy {rows[0]['heldout_accuracy']:.1%})")
     print("|---:|---:|---:|")
     for r in rows:
@@ -59,19 +65,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--per-class", type=int, default=50)
     parser.add_argument("--cfg-scales", type=float, nargs="+", default=[1.0, 3.0])
-    parser.add_argument("--sampler", default="ddim")
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--sampler", default=None, help="default: the config's model.sampling.sampler")
+    parser.add_argument("--steps", type=int, default=None, help="default: the config's model.sampling.steps")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="config overrides, as in train.py")
     parser.add_argument("--out", default=None, help="folder for the sample grids (default: next to the checkpoint)")
     args = parser.parse_args(argv)
     out = args.out or osp.join(osp.dirname(osp.abspath(args.checkpoint)), "samples")
     try:
         rows = evaluate(args.config, args.checkpoint, args.per_class, tuple(args.cfg_scales), args.sampler,
-                        args.steps, args.seed, out)
+                        args.steps, args.seed, out, args.cfg_options)
     except (FileNotFoundError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print_table(rows, args.sampler, args.steps)
+    print_table(rows)
     print(f"sample grids: {out}/digits_cfg*.png")
     return 0
 

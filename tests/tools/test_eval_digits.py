@@ -1,0 +1,34 @@
+"""tools/eval_digits.py: scores a checkpoint with the config's sampler unless told otherwise."""
+import re
+
+from tests.tools.helpers import load_tool, tiny_digits_config
+from visionmix.engine import VisionMixRunner
+
+train = load_tool("train")
+eval_digits = load_tool("eval_digits")
+
+
+def test_eval_uses_the_configs_sampler_by_default_and_the_flags_otherwise(tmp_path, capsys):
+    cfg = tiny_digits_config(tmp_path / "run", max_iters=2, checkpoint_interval=2)
+    cfg.model.sampling.update(sampler="ddpm", steps=2)
+    cfg.dump(str(tmp_path / "tiny.yaml"))
+    args = train.parse_args([str(tmp_path / "tiny.yaml"), "--work-dir", cfg.work_dir])
+    VisionMixRunner.from_cfg(train.apply_args(cfg, args)).train()
+    common = [str(tmp_path / "tiny.yaml"), "--checkpoint", str(tmp_path / "run/iter_2.pth"), "--per-class", "2",
+              "--out", str(tmp_path / "grids")]
+
+    assert eval_digits.main(common + ["--cfg-scales", "1", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "(ddpm-2;" in out
+    rows = re.findall(r"^\| ([\d.]+) \| ([\d.]+)% \| ([\d.]+) \|$", out, flags=re.M)
+    assert [r[0] for r in rows] == ["1", "2"] and all(0 <= float(r[1]) <= 100 for r in rows)
+    assert (tmp_path / "grids/digits_cfg1.png").is_file() and (tmp_path / "grids/digits_cfg2.png").is_file()
+
+    assert eval_digits.main(common + ["--cfg-scales", "1", "--sampler", "ddim", "--steps", "3",
+                                      "--cfg-options", "model.sampling.cfg_scale=1.0"]) == 0
+    assert "(ddim-3;" in capsys.readouterr().out
+
+
+def test_eval_with_a_missing_checkpoint_names_it(tmp_path, capsys):
+    code = eval_digits.main(["configs/quickstart/drwkv_digits8.py", "--checkpoint", str(tmp_path / "none.pth")])
+    assert code == 1 and "none.pth" in capsys.readouterr().err
