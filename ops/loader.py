@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import platform
 import re
 import sys
 from pathlib import Path
@@ -20,20 +21,13 @@ from typing import List, Optional
 
 import torch
 
+from .build import CPU_SOURCES, CUDA_SOURCES, CXX_FLAGS, NVCC_FLAGS, OPENMP
+
 CSRC = Path(__file__).resolve().parent / "csrc"
 PREBUILT_NAME = "_bi_wkv_native"
-CPU_SOURCES = ("bi_wkv_ops.cpp", "bi_wkv_cpu.cpp")
-CUDA_SOURCES = ("bi_wkv_cuda.cu",)
-# No -march: the CPU kernels carry their own AVX-512 / AVX2 clones chosen at run time, so the
-# binary runs wherever the cache directory is shared. -ffp-contract=fast allows fused multiply-adds
-# (one rounding instead of two); -fno-trapping-math lets the channel loops vectorise their selects
-# on floats and changes no result; -fopenmp is what makes at::parallel_for parallel in extension
-# code (its OpenMP loop is inlined from the headers), and the link reuses the libgomp torch has
-# loaded (same soname).
-OPENMP = ["-fopenmp"] if sys.platform.startswith("linux") else []
-CXX_FLAGS = ["-O3", "-ffp-contract=fast", "-fno-trapping-math"] + OPENMP
 LD_FLAGS = list(OPENMP)
-NVCC_FLAGS = ["-O3"]
+# x86 levels the JIT build compiles for, by torch's view of this CPU (see bi_wkv_cpu_common.h)
+ISA_LEVELS = {"AVX512": "x86-64-v4", "AVX2": "x86-64-v3"}
 
 
 def cache_dir() -> Path:
@@ -59,6 +53,19 @@ def sources(with_cuda: bool) -> List[str]:
     return [str(CSRC / name) for name in names]
 
 
+def host_isa() -> Optional[str]:
+    """The x86-64 level (``-march``) a JIT build targets on this CPU; None off x86-64 Linux, where
+    the sources' portable default applies."""
+    if platform.machine().lower() not in ("x86_64", "amd64") or not sys.platform.startswith("linux"):
+        return None
+    return ISA_LEVELS.get(torch.backends.cpu.get_cpu_capability(), "x86-64")
+
+
+def jit_cxx_flags() -> List[str]:
+    isa = host_isa()
+    return CXX_FLAGS + ([f"-march={isa}", "-DVISIONMIX_WKV_HOST_ISA"] if isa else [])
+
+
 def _prebuilt() -> Optional[ModuleType]:
     package = __package__ or "visionmix.ops"
     try:
@@ -68,7 +75,8 @@ def _prebuilt() -> Optional[ModuleType]:
 
 
 def _build_dir(name: str) -> Path:
-    tag = f"{name}-torch{torch.__version__}-py{sys.version_info[0]}{sys.version_info[1]}"
+    # the ISA level is part of the name: a cache directory may be shared by different machines
+    tag = f"{name}-torch{torch.__version__}-py{sys.version_info[0]}{sys.version_info[1]}-{host_isa() or 'any'}"
     path = cache_dir() / re.sub(r"[^A-Za-z0-9_.+-]", "_", tag)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -87,7 +95,7 @@ def load_native(verbose: bool = False) -> ModuleType:
     return load(
         name=name,
         sources=sources(with_cuda),
-        extra_cflags=CXX_FLAGS,
+        extra_cflags=jit_cxx_flags(),
         extra_cuda_cflags=NVCC_FLAGS,
         extra_ldflags=LD_FLAGS,
         extra_include_paths=[str(CSRC)],

@@ -1,7 +1,7 @@
 // Argument validation shared by the CPU and CUDA entry points (defined in bi_wkv_ops.cpp).
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 namespace visionmix {
 namespace wkv {

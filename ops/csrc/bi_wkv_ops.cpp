@@ -1,7 +1,7 @@
 // Operator schemas of the native Bi-WKV kernels and their shared argument checks.
 //
-// The kernels register as torch.ops.visionmix_native.* (CPU in bi_wkv_cpu.cpp, CUDA in
-// bi_wkv_cuda.cu), so the dispatcher picks the device. Autograd and the public operator
+// The kernels register as torch.ops.visionmix_native.* (CPU in bi_wkv_cpu_forward.cpp and
+// bi_wkv_cpu_backward.cpp, CUDA in bi_wkv_cuda.cu), so the dispatcher picks the device. Autograd and the public operator
 // visionmix::bi_wkv live in Python (visionmix/ops/__init__.py). Only light headers are included:
 // torch/extension.h would triple the JIT build time.
 #include <Python.h>
