@@ -31,11 +31,11 @@ class SampleGridHook(Hook):
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self.every_n_train_iters(runner, self.interval):
-            self.write_grid(runner)
+            self.write_grid(runner, runner.iter + 1)  # runner.iter counts the iterations finished before this one
 
     def after_train(self, runner) -> None:
         if runner.iter % self.interval:
-            self.write_grid(runner)
+            self.write_grid(runner, runner.iter)
 
     def labels(self, model) -> torch.Tensor:
         if not model.conditional:
@@ -43,7 +43,8 @@ class SampleGridHook(Hook):
         classes = torch.arange(min(self.num_classes_shown, model.backbone.num_classes))
         return classes.repeat_interleave(self.per_class)
 
-    def write_grid(self, runner) -> str | None:
+    def write_grid(self, runner, iteration: int) -> str | None:
+        """Sample the grid and write ``samples/iter_<iteration>.png``; returns its path (None off rank 0)."""
         if runner.rank != 0 or self.disabled_because:
             return None
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -58,7 +59,7 @@ class SampleGridHook(Hook):
             runner.logger.warning(f"sample grids are off: {err}")
             return None
         images = model.sample(self.labels(model), generator=generator, backbone=backbone, **self.sampling)
-        path = osp.join(runner.work_dir, "samples", f"iter_{runner.iter:07d}.png")
+        path = osp.join(runner.work_dir, "samples", f"iter_{iteration:07d}.png")
         os.makedirs(osp.dirname(path), exist_ok=True)
         nrow = self.per_class if model.conditional else int(math.sqrt(len(images)))
         save_image((images.float().cpu() + 1) / 2, path, nrow=nrow, padding=1, pad_value=1.0)
