@@ -9,12 +9,15 @@ STAMP := $(VENV)/.visionmix-installed
 
 .PHONY: test demo install clean
 
-# --no-compile: modules are byte-compiled when first imported, not all of torch up front (~25 s saved)
+# --no-compile: modules are byte-compiled when first imported, not all of torch up front (~25 s saved).
+# The native WKV op is compiled into its JIT cache (ops/loader.py) while the other dependencies install;
+# a machine without a compiler gets the PyTorch fallback at run time instead, so that step may fail.
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --no-compile $(TORCH_SPEC)
-	$(PY) -m pip install --quiet --no-compile -e ".[dev]"
+	$(PY) -m pip install --quiet --no-compile $(TORCH_SPEC) ninja
+	( $(PY) -c "import ops; ops.loader.load_native()" 2>/dev/null || echo "native WKV op not built now: $$?" ) & \
+	$(PY) -m pip install --quiet --no-compile -e ".[dev]" && wait
 	touch $(STAMP)
 
 install: $(STAMP)
