@@ -10,6 +10,7 @@ the architecture of that GPU (or ``TORCH_CUDA_ARCH_LIST``).
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import os
 import platform
@@ -75,8 +76,11 @@ def _prebuilt() -> Optional[ModuleType]:
 
 
 def _build_dir(name: str) -> Path:
-    # the ISA level is part of the name: a cache directory may be shared by different machines
-    tag = f"{name}-torch{torch.__version__}-py{sys.version_info[0]}{sys.version_info[1]}-{host_isa() or 'any'}"
+    # The ISA level is part of the name, since a cache directory may be shared by different machines,
+    # and so is the source folder: two checkouts would otherwise rebuild over each other in turn.
+    where = hashlib.sha1(str(CSRC).encode()).hexdigest()[:8]
+    tag = (f"{name}-torch{torch.__version__}-py{sys.version_info[0]}{sys.version_info[1]}"
+           f"-{host_isa() or 'any'}-{where}")
     path = cache_dir() / re.sub(r"[^A-Za-z0-9_.+-]", "_", tag)
     path.mkdir(parents=True, exist_ok=True)
     return path
