@@ -32,3 +32,8 @@ def test_q_shift_matches_the_per_pixel_definition(hw, c, s, gamma):
 def test_gamma_above_a_quarter_is_rejected():
     with pytest.raises(ValueError, match="gamma"):
         q_shift(torch.randn(1, 4, 8), (2, 2), 1, 0.3)
+
+
+def test_a_token_count_other_than_h_times_w_is_rejected():
+    with pytest.raises(ValueError, match="4\\*4 = 16 tokens, got 15"):
+        q_shift(torch.zeros(1, 15, 8), (4, 4))

@@ -4,7 +4,6 @@ from __future__ import annotations
 import functools
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 
@@ -35,6 +34,8 @@ def q_shift(x: torch.Tensor, hw: tuple[int, int], shift: int = 1, gamma: float =
     if gamma > 0.25:
         raise ValueError(f"q_shift moves four channel groups, so gamma must be <= 1/4, got {gamma}")
     b, length, c = x.shape
+    if length != hw[0] * hw[1]:
+        raise ValueError(f"q_shift needs H*W = {hw[0]}*{hw[1]} = {hw[0] * hw[1]} tokens, got {length}")
     # One gather through a cached index table: a quarter of the cost (forward + backward) of padding,
     # slicing and concatenating four displaced windows, which matters at the small sizes of the quickstart.
     index = _source_index(hw[0], hw[1], c, int(c * gamma), shift, x.device)
