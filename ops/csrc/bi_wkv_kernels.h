@@ -111,13 +111,7 @@ WKV_HD void kv_scan_chunk(const acc_t* __restrict__ w, const scalar_t* __restric
         den[c] = decay_push(den[c], hi[c], lo[c], ef);
       }
     }
-    for (int c = 0; c < W; ++c) {
-      double shift;
-      const acc_t r = renorm_factor(den[c], shift);
-      num[c] *= r;
-      den[c] *= r;
-      sigma[c] = frame[c] + shift;
-    }
+    for (int c = 0; c < W; ++c) sigma[c] = frame[c] + renormalise(num[c], den[c]);
   } else {
     for (int64_t t = s; t < e; ++t) {
       const int64_t o = t * g.C, i = (t - s) * W;
@@ -220,13 +214,7 @@ WKV_HD void forward_second(const acc_t* __restrict__ w, const acc_t* __restrict_
         cd[c] = decay_push(cd[c], hi[c], lo[c], ef);
       }
     }
-    for (int c = 0; c < W; ++c) {
-      double shift;
-      const acc_t r = renorm_factor(cd[c], shift);
-      cn[c] *= r;
-      cd[c] *= r;
-      cs[c] += shift;
-    }
+    for (int c = 0; c < W; ++c) cs[c] += renormalise(cn[c], cd[c]);
   } else {
     for (int64_t t = e - 1; t >= s; --t) {
       const int64_t o = t * g.C, i = (t - s) * W;

@@ -229,6 +229,17 @@ WKV_HD Mix<T> mix_factors(double ff, double fb, double fd) {
   return m;
 }
 
+// Rescales a (num, den) state by a power of two so that den lies in [1, 2) (exact); returns the
+// log-scale taken out, to be added to the state's frame.
+template <class T>
+WKV_HD double renormalise(T& num, T& den) {
+  double shift;
+  const T r = renorm_factor(den, shift);
+  num *= r;
+  den *= r;
+  return shift;
+}
+
 // One key of a slow chunk pushed into a (value, weight) state with log-scale sigma: the state is
 // decayed by one step (in the log-scale, so this cannot overflow whatever w is), then the key is
 // added in the state's frame unless it outweighs the state by more than e^kLazy.
@@ -240,11 +251,7 @@ WKV_HD void slow_push_kv(double& sigma, T& num, T& den, T k, T v, T w) {
   const T keep = jump ? exp_diff<T>(f0, f1) : T(1), add = exp_diff<T>(k, f1);
   num = num * keep + add * v;
   den = den * keep + add;
-  double shift;
-  const T s = renorm_factor(den, shift);
-  num *= s;
-  den *= s;
-  sigma = f1 + shift;
+  sigma = f1 + renormalise(num, den);
 }
 
 // ---------------------------------------------------------------------------------------------
