@@ -11,10 +11,11 @@ from visionmix.mixers.attention import Attention
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p for p in (ROOT / "configs").glob("*/*.py") if p.parent.name != "_base_")
 SMALL = {"hidden_size": 64, "depth": 3, "num_heads": 4}
+SMALL_UNET = {"hidden_size": 16, "depths": [1, 1, 1, 1, 1]}
 
 
 def small(cfg):
-    cfg.model.backbone.update(SMALL)
+    cfg.model.backbone.update(SMALL_UNET if "depths" in cfg.model.backbone else SMALL)
     return cfg
 
 

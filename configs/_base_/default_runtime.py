@@ -13,13 +13,14 @@ default_hooks = dict(
     checkpoint=dict(type=CheckpointHook, by_epoch=False, interval=50000, max_keep_ckpts=3, save_last=True),
     sampler_seed=dict(type=DistSamplerSeedHook),
 )
-custom_hooks = [
+# by name, so configs and --cfg-options address them as custom_hooks.ema...; load_config makes the Runner's list
+custom_hooks = dict(
     # mmengine's momentum is 1 - decay: DiT's EMA decay 0.9999
-    dict(type=EMAHook, ema_type="ExponentialMovingAverage", momentum=1e-4, update_buffers=True),
-    dict(type=NaNGuardHook),
-    dict(type=RNGStateHook),
-    dict(type=SampleGridHook, interval=50000, per_class=8, num_classes_shown=8),
-]
+    ema=dict(type=EMAHook, ema_type="ExponentialMovingAverage", momentum=1e-4, update_buffers=True),
+    nan_guard=dict(type=NaNGuardHook),
+    rng_state=dict(type=RNGStateHook),
+    sample_grid=dict(type=SampleGridHook, interval=50000, per_class=8, num_classes_shown=8),
+)
 
 env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
                dist_cfg=dict(backend="nccl"))

@@ -22,6 +22,6 @@ optim_wrapper.optimizer.update(lr=4e-3)
 train_cfg.update(max_iters=1000)
 default_hooks.checkpoint.update(interval=500, max_keep_ckpts=2)
 default_hooks.logger.update(interval=100)
-custom_hooks[0].update(momentum=2e-2)  # EMA decay 0.98: 0.9999 would barely move in a thousand iterations
-custom_hooks[3].update(interval=1000, per_class=8, num_classes_shown=10)
+custom_hooks.ema.update(momentum=2e-2)  # EMA decay 0.98: 0.9999 would barely move in a thousand iterations
+custom_hooks.sample_grid.update(interval=1000, per_class=8, num_classes_shown=10)
 work_dir = "work_dirs/quickstart_drwkv_digits8"

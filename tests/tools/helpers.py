@@ -33,9 +33,14 @@ def tiny_digits_config(work_dir: Path, max_iters: int = 6, checkpoint_interval: 
     cfg.train_cfg.max_iters = max_iters
     cfg.default_hooks.checkpoint.update(interval=checkpoint_interval, max_keep_ckpts=10)
     cfg.default_hooks.logger.update(interval=1)
-    cfg.custom_hooks[3].update(interval=10_000, per_class=1, num_classes_shown=4)
+    sample_grid_hook(cfg).update(interval=10_000, per_class=1, num_classes_shown=4)
     cfg.work_dir = str(work_dir)
     return cfg
+
+
+def sample_grid_hook(cfg: Config) -> dict:
+    """The SampleGridHook entry of a loaded config's hook list, found by type."""
+    return next(h for h in cfg.custom_hooks if h["type"].__name__ == "SampleGridHook")
 
 
 @HOOKS.register_module(force=True)  # by name: configs print with pretty_text

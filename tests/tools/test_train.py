@@ -114,7 +114,7 @@ def test_drwkv_b2_trains_two_iterations_on_a_tiny_latent_folder(tmp_path):
               "--data-root", str(latents), "--cfg-options", "train_cfg.max_iters=2", "train_dataloader.batch_size=2",
               "train_dataloader.num_workers=0", "train_dataloader.persistent_workers=False",
               "model.backbone.input_size=8", "model.backbone.depth=3", "default_hooks.logger.interval=1",
-              "default_hooks.checkpoint.interval=2", "custom_hooks.3.interval=100", cwd=tmp_path)
+              "default_hooks.checkpoint.interval=2", "custom_hooks.sample_grid.interval=100", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "w/iter_2.pth").is_file()
     assert "Iter(train) [2/2]" in out.stdout + out.stderr

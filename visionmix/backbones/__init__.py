@@ -1,5 +1,7 @@
-"""Scaffolds that host any registered token mixer."""
+"""Scaffolds that host any registered token mixer, all implementing the ``Denoiser`` interface."""
+from .base import Denoiser
 from .block import Block
 from .isotropic import IsotropicBackbone
+from .unet import UNetBackbone
 
-__all__ = ["Block", "IsotropicBackbone"]
+__all__ = ["Denoiser", "Block", "IsotropicBackbone", "UNetBackbone"]

@@ -1,11 +1,12 @@
-"""One residual block of the isotropic scaffold: norm -> (conditioning) -> token mixer, norm -> FFN."""
+"""One residual block shared by every scaffold: norm -> (conditioning) -> token mixer, norm -> FFN."""
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 from timm.layers import DropPath
 
-from ..layers.conditioning import AdaLNModulation, check_conditioning, modulate
+from ..layers.conditioning import AdaLNModulation, check_conditioning, modulate, per_channel
+from ..layers.layout import channel_norm, layout_of, to_layout
 from ..registry import FFNS, MIXERS, ComponentCfg, build
 
 # modulation chunks per conditioning mode: adaLN-Zero adds a gate to each residual branch
@@ -19,23 +20,37 @@ class Block(nn.Module):
     - ``"adaln"``: shift/scale only. ``"in_context"``: plain pre-norm block, conditioning rides in tokens.
     - ``skip=True``: U-ViT long skip, ``x = skip_linear(cat[x, skip])`` before anything else.
     - ``first_norm=True``: an extra LayerNorm ``ln0`` on the block input (Diffusion-RWKV's first block).
+    - ``layout``: the layout ``x`` arrives in (``"tokens"`` (B, N, D) or ``"grid"`` (B, D, H, W)). The
+      norms and modulation follow it; a mixer or FFN that computes in the other layout is wrapped in a
+      conversion, so a stage built in its mixer's layout converts once, at its ends, not per block.
+    - ``cond_dim``: width of the condition vector when it differs from ``dim``.
     """
 
     def __init__(self, dim: int, num_heads: int, *, mixer: ComponentCfg = "attention", ffn: ComponentCfg = "mlp",
                  conditioning: str = "adaln_zero", norm_affine: bool = False, norm_eps: float = 1e-6,
                  drop_path: float = 0.0, skip: bool = False, first_norm: bool = False,
-                 layer_id: int = 0, num_layers: int = 1):
+                 layer_id: int = 0, num_layers: int = 1, layout: str = "tokens", cond_dim: int | None = None):
         super().__init__()
         self.conditioning = check_conditioning(conditioning)
+        self.layout = layout
+        if skip and layout != "tokens":
+            raise ValueError("long skips (skip_linear) join token sequences: build the block with layout='tokens'")
         self.skip_linear = nn.Linear(2 * dim, dim) if skip else None
-        self.ln0 = nn.LayerNorm(dim, eps=norm_eps, elementwise_affine=norm_affine) if first_norm else None
-        self.norm1 = nn.LayerNorm(dim, eps=norm_eps, elementwise_affine=norm_affine)
+        self.ln0 = channel_norm(dim, layout, norm_eps, norm_affine) if first_norm else None
+        self.norm1 = channel_norm(dim, layout, norm_eps, norm_affine)
         self.mixer = build(MIXERS, mixer, dim=dim, num_heads=num_heads, layer_id=layer_id, num_layers=num_layers)
-        self.norm2 = nn.LayerNorm(dim, eps=norm_eps, elementwise_affine=norm_affine)
+        self.norm2 = channel_norm(dim, layout, norm_eps, norm_affine)
         self.ffn = build(FFNS, ffn, dim=dim, layer_id=layer_id, num_layers=num_layers)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         chunks = _CHUNKS[conditioning]
-        self.adaLN_modulation = AdaLNModulation(dim, chunks) if chunks else None
+        self.adaLN_modulation = AdaLNModulation(dim, chunks, cond_dim) if chunks else None
+
+    def run_in_own_layout(self, part: nn.Module, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        """``part(x, hw)``, converting ``x`` to the part's layout and back when the two differ."""
+        own = layout_of(part)
+        if own in ("any", self.layout):
+            return part(x, hw)
+        return to_layout(part(to_layout(x, own, hw), hw), self.layout, hw)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None, hw: tuple[int, int],
                 skip: torch.Tensor | None = None) -> torch.Tensor:
@@ -44,13 +59,13 @@ class Block(nn.Module):
         if self.ln0 is not None:
             x = self.ln0(x)
         if self.conditioning == "in_context":
-            x = x + self.drop_path(self.mixer(self.norm1(x), hw))
-            return x + self.drop_path(self.ffn(self.norm2(x), hw))
+            x = x + self.drop_path(self.run_in_own_layout(self.mixer, self.norm1(x), hw))
+            return x + self.drop_path(self.run_in_own_layout(self.ffn, self.norm2(x), hw))
         if self.conditioning == "adaln_zero":
             shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c)
-            gate1, gate2 = gate1.unsqueeze(1), gate2.unsqueeze(1)
+            gate1, gate2 = per_channel(gate1, x), per_channel(gate2, x)
         else:
             shift1, scale1, shift2, scale2 = self.adaLN_modulation(c)
             gate1 = gate2 = 1.0
-        x = x + self.drop_path(gate1 * self.mixer(modulate(self.norm1(x), shift1, scale1), hw))
-        return x + self.drop_path(gate2 * self.ffn(modulate(self.norm2(x), shift2, scale2), hw))
+        x = x + self.drop_path(gate1 * self.run_in_own_layout(self.mixer, modulate(self.norm1(x), shift1, scale1), hw))
+        return x + self.drop_path(gate2 * self.run_in_own_layout(self.ffn, modulate(self.norm2(x), shift2, scale2), hw))

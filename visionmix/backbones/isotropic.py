@@ -14,19 +14,15 @@ import torch.nn as nn
 from timm.layers import PatchEmbed, trunc_normal_
 from torch.utils.checkpoint import checkpoint
 
-from ..layers import (AdaLNFinalLayer, LabelEmbedder, LinearFinalLayer, PositionEmbedding, TimestepEmbedder,
-                      unpatchify)
+from ..layers import AdaLNFinalLayer, LinearFinalLayer, PositionEmbedding, unpatchify
 from ..layers.conditioning import check_conditioning
 from ..registry import BACKBONES, MIXERS, ComponentCfg, as_config, resolve_type
+from .base import Denoiser
 from .block import Block
 
 
-def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else tuple(size)
-
-
 @BACKBONES.register_module(name="isotropic")
-class IsotropicBackbone(nn.Module):
+class IsotropicBackbone(Denoiser):
     """All-token-same-width denoiser ``forward(x, t, y) -> (B, C_out, H, W)``; see the module docstring.
 
     Args:
@@ -57,13 +53,9 @@ class IsotropicBackbone(nn.Module):
         if init_style not in ("dit", "vit"):
             raise ValueError(f"unknown init_style {init_style!r}; choose 'dit' or 'vit'")
         self.conditioning = check_conditioning(conditioning)
-        self.input_size, self.patch_size = _pair(input_size), patch_size
-        for side in self.input_size:
-            if side % patch_size:
-                raise ValueError(f"input_size {self.input_size} is not divisible by patch_size {patch_size}")
-        self.in_channels, self.skip, self.init_style = in_channels, skip, init_style
-        self.out_channels = 2 * in_channels if learn_sigma else in_channels
-        self.num_classes, self.grad_checkpointing = num_classes, grad_checkpointing
+        self.patch_size = patch_size  # before setup_interface: its error message names it
+        self.setup_interface(input_size, in_channels, learn_sigma, num_classes, size_divisor=patch_size)
+        self.skip, self.init_style, self.grad_checkpointing = skip, init_style, grad_checkpointing
         self.extra_tokens = (1 + int(num_classes > 0)) if conditioning == "in_context" else 0
         mixer = as_config(mixer)
         if self.extra_tokens and not getattr(resolve_type(MIXERS, mixer["type"]), "accepts_extra_tokens", False):
@@ -73,8 +65,7 @@ class IsotropicBackbone(nn.Module):
             )
 
         self.x_embedder = PatchEmbed(None, patch_size, in_channels, hidden_size, bias=True, strict_img_size=False)
-        self.t_embedder = TimestepEmbedder(hidden_size, mlp=time_embed_mlp)
-        self.y_embedder = LabelEmbedder(num_classes, hidden_size, class_dropout_prob) if num_classes > 0 else None
+        self.build_embedders(hidden_size, class_dropout_prob, time_embed_mlp)
         grid = (self.input_size[0] // patch_size, self.input_size[1] // patch_size)
         self.pos_embed = PositionEmbedding(hidden_size, grid, pos_embed, self.extra_tokens)
 
@@ -100,61 +91,30 @@ class IsotropicBackbone(nn.Module):
 
     # ------------------------------------------------------------------ init
     def initialize_weights(self) -> None:
+        """Parts with ``init_weights()`` (adaLN, head, position table, mixers that define one) initialise
+        themselves; the scaffold's own layers get DiT's xavier scheme or U-ViT's trunc-normal(0.02)."""
+        self.init_parts(_xavier_linear if self.init_style == "dit" else _trunc_normal_linear)
         if self.init_style == "dit":
-            for m in self.modules():
-                if isinstance(m, nn.Linear):
-                    nn.init.xavier_uniform_(m.weight)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
             proj = self.x_embedder.proj  # initialised like a Linear over the flattened patch
             nn.init.xavier_uniform_(proj.weight.view(proj.weight.shape[0], -1))
             nn.init.zeros_(proj.bias)
-            if self.y_embedder is not None:
-                nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
-            if self.t_embedder.mlp is not None:
-                nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
-                nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
-        else:
-            for m in self.modules():
-                if isinstance(m, nn.Linear):
-                    trunc_normal_(m.weight, std=0.02)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-        # part-specific init (zeroed adaLN / head, position tables, mixers' own schemes) runs last
-        for m in self.modules():
-            if m is not self and hasattr(m, "init_weights"):
-                m.init_weights()
+            self.init_embedders_dit()
 
     # --------------------------------------------------------------- forward
-    def check_inputs(self, x: torch.Tensor, y: torch.Tensor | None) -> None:
-        if x.ndim != 4:
-            raise ValueError(f"expected images of shape (B, C, H, W), got {tuple(x.shape)}")
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f"expected {self.in_channels} input channels, got {x.shape[1]} (input {tuple(x.shape)})")
-        if x.shape[2] % self.patch_size or x.shape[3] % self.patch_size:
-            raise ValueError(f"image size {tuple(x.shape[2:])} is not divisible by patch_size {self.patch_size}: "
-                             "resize/crop the input or choose another patch size")
-        if y is not None and self.y_embedder is None:
-            raise ValueError("this model is unconditional (num_classes=0): call it with y=None")
+    def divisor_reason(self) -> str:
+        return f"patch_size {self.patch_size}"
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, C, H, W) noisy input, t: (B,) timesteps, y: (B,) class ids or None -> (B, C_out, H, W)."""
         self.check_inputs(x, y)
         hw = (x.shape[2] // self.patch_size, x.shape[3] // self.patch_size)
-        t = t.expand(x.shape[0]) if t.ndim == 0 else t
         tokens = self.x_embedder(x)
-        c = self.t_embedder(t).to(tokens.dtype)
-        if self.y_embedder is not None:
-            if y is None:
-                if self.y_embedder.null_id is None:
-                    raise ValueError("this class-conditional model has no null label (class_dropout_prob=0): pass y")
-                y = torch.full((x.shape[0],), self.y_embedder.null_id, dtype=torch.long, device=x.device)
-            y_emb = self.y_embedder(y).to(tokens.dtype)
+        (c,), labels = self.embed_conditions(t, y, x, tokens.dtype)
         if self.conditioning == "in_context":
-            extras = [y_emb, c] if self.y_embedder is not None else [c]
+            extras = [labels[0], c] if labels is not None else [c]
             tokens, c = torch.cat([torch.stack(extras, dim=1), tokens], dim=1), None
-        elif self.y_embedder is not None:
-            c = c + y_emb
+        elif labels is not None:
+            c = c + labels[0]
         tokens = self.pos_embed(tokens, hw)
         tokens = self.forward_blocks(tokens, c, hw)
         if self.norm_f is not None:
@@ -181,20 +141,16 @@ class IsotropicBackbone(nn.Module):
             x = self._run(block, x, c, hw, skips.pop())
         return x
 
-    def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, cfg_scale: float,
-                         guided_channels: int | None = 3) -> torch.Tensor:
-        """Classifier-free guidance on a doubled batch whose second half carries null labels.
 
-        Only the first half of ``x`` is used (DiT's convention); ``guided_channels`` output channels get
-        ``uncond + s * (cond - uncond)`` (DiT guides 3 for exact reproducibility; None = every noise
-        channel, i.e. ``in_channels``); the remaining channels (learned variance) pass through.
-        """
-        if self.y_embedder is None or self.y_embedder.null_id is None:
-            raise ValueError("classifier-free guidance needs a class-conditional model with a null label")
-        half = x[: len(x) // 2]
-        out = self.forward(torch.cat([half, half]), t, y)
-        n = self.in_channels if guided_channels is None else guided_channels
-        eps, rest = out[:, :n], out[:, n:]
-        cond, uncond = eps.chunk(2)
-        guided = uncond + cfg_scale * (cond - uncond)
-        return torch.cat([torch.cat([guided, guided]), rest], dim=1)
+def _xavier_linear(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def _trunc_normal_linear(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -33,17 +34,27 @@ class TimestepEmbedder(nn.Module):
 
 
 class LabelEmbedder(nn.Module):
-    """Class-label table with classifier-free-guidance dropout.
+    """Class-label table(s) with classifier-free-guidance dropout.
 
     The table has ``num_classes + 1`` rows when ``dropout_prob > 0``: row ``num_classes`` is the
-    "no label" embedding used for unconditional predictions.
+    "no label" embedding used for unconditional predictions. ``dim`` may be a list of widths (DiCo's
+    per-level embedders): then there is one table per width (``embedding_table_0``, ``_1``, ...), all
+    indexed by the same (possibly dropped) labels, and ``forward`` returns a tuple.
     """
 
-    def __init__(self, num_classes: int, dim: int, dropout_prob: float = 0.1):
+    def __init__(self, num_classes: int, dim: int | Sequence[int], dropout_prob: float = 0.1):
         super().__init__()
         self.num_classes, self.dropout_prob = num_classes, dropout_prob
         self.null_id = num_classes if dropout_prob > 0 else None
-        self.embedding_table = nn.Embedding(num_classes + int(dropout_prob > 0), dim)
+        rows = num_classes + int(dropout_prob > 0)
+        self.multi = not isinstance(dim, int)
+        dims = list(dim) if self.multi else [dim]
+        self.table_names = [f"embedding_table_{i}" for i in range(len(dims))] if self.multi else ["embedding_table"]
+        for name, width in zip(self.table_names, dims):
+            self.add_module(name, nn.Embedding(rows, width))
+
+    def tables(self) -> list[nn.Embedding]:
+        return [getattr(self, name) for name in self.table_names]
 
     def check_labels(self, y: torch.Tensor) -> None:
         high = self.num_classes if self.null_id is not None else self.num_classes - 1
@@ -63,8 +74,10 @@ class LabelEmbedder(nn.Module):
         drop = force_drop.bool() if force_drop is not None else torch.rand(y.shape, device=y.device) < self.dropout_prob
         return torch.where(drop, torch.full_like(y, self.null_id), y)
 
-    def forward(self, y: torch.Tensor, force_drop: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, y: torch.Tensor, force_drop: torch.Tensor | None = None
+                ) -> torch.Tensor | tuple[torch.Tensor, ...]:
         self.check_labels(y)
         if (self.training and self.dropout_prob > 0) or force_drop is not None:
             y = self.drop_labels(y, force_drop)
-        return self.embedding_table(y)
+        embeddings = tuple(table(y) for table in self.tables())
+        return embeddings if self.multi else embeddings[0]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from timm.layers import Mlp
 
 from ..registry import FFNS
@@ -10,7 +11,13 @@ from ..registry import FFNS
 
 @FFNS.register_module(name="mlp")
 class MlpFFN(Mlp):
-    """Two-layer MLP ``fc2(act(fc1(x)))`` with GELU(tanh) and hidden width ``mlp_ratio * dim`` (DiT, ViT)."""
+    """Two-layer MLP ``fc2(act(fc1(x)))`` with GELU(tanh) and hidden width ``mlp_ratio * dim`` (DiT, ViT).
+
+    Pointwise, so it takes either layout (``layout = "any"``): on a (B, C, H, W) grid the two linears
+    run as 1×1 convolutions with the same weights (DiCo's FFN is this with ``act="gelu"``).
+    """
+
+    layout = "any"
 
     def __init__(self, dim: int, mlp_ratio: float = 4.0, *, act: str = "gelu_tanh", bias: bool = True,
                  drop: float = 0.0, layer_id: int = 0, num_layers: int = 1):
@@ -20,4 +27,7 @@ class MlpFFN(Mlp):
         super().__init__(dim, int(dim * mlp_ratio), act_layer=acts[act], bias=bias, drop=drop)
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int] | None = None) -> torch.Tensor:
-        return super().forward(x)
+        if x.ndim == 3:
+            return super().forward(x)
+        x = self.drop1(self.act(F.conv2d(x, self.fc1.weight[:, :, None, None], self.fc1.bias)))
+        return self.drop2(F.conv2d(self.norm(x), self.fc2.weight[:, :, None, None], self.fc2.bias))

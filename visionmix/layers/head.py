@@ -1,9 +1,11 @@
-"""Output heads: DiT's adaLN final layer, U-ViT's norm + linear, and unpatchify."""
+"""Output heads: DiT's adaLN final layer, U-ViT's norm + linear, DiCo's adaLN + 3×3 conv, and unpatchify."""
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 from einops import rearrange
+
+from timm.layers import LayerNorm2d
 
 from .conditioning import AdaLNModulation, modulate
 
@@ -42,3 +44,23 @@ class LinearFinalLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         return self.linear(self.norm(x))
+
+
+class ConvFinalLayer(nn.Module):
+    """DiCo's head on a (B, D, H, W) grid: LayerNorm2d (no affine, eps 1e-6) modulated by the condition,
+    then a 3×3 conv to C_out channels; zero-initialised, so a fresh model predicts exactly 0."""
+
+    def __init__(self, dim: int, out_channels: int):
+        super().__init__()
+        self.norm_final = LayerNorm2d(dim, eps=1e-6, affine=False)
+        self.out_proj = nn.Conv2d(dim, out_channels, 3, padding=1)
+        self.adaLN_modulation = AdaLNModulation(dim, 2)
+
+    def init_weights(self) -> None:
+        nn.init.zeros_(self.out_proj.weight)
+        nn.init.zeros_(self.out_proj.bias)
+        self.adaLN_modulation.init_weights()
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.adaLN_modulation(c)
+        return self.out_proj(modulate(self.norm_final(x), shift, scale))

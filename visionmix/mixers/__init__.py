@@ -7,5 +7,6 @@ know nothing about time, class or diffusion; they work for any (H, W), odd and n
 """
 from .attention import Attention
 from .bi_rwkv import BiRWKV
+from .dico_conv import DiCoConv
 
-__all__ = ["Attention", "BiRWKV"]
+__all__ = ["Attention", "BiRWKV", "DiCoConv"]

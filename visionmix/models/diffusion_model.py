@@ -15,6 +15,8 @@ from .data_preprocessor import DiffusionDataPreprocessor
 class DiffusionModel(BaseModel):
     """``backbone`` is the denoiser ``(x_t, t, y) -> prediction``; ``diffusion`` is the objective.
 
+    The backbone is any :class:`visionmix.backbones.Denoiser`; only its interface is read here.
+
     Modes of ``forward(inputs, labels, mode)``: ``"loss"`` (training losses, timesteps and noise drawn
     inside), ``"predict"`` (samples for ``labels``; ``inputs`` only gives the batch size), ``"tensor"``
     (one denoiser call at ``timesteps``). Label -1 means "no label" and becomes the null class.
@@ -56,13 +58,13 @@ class DiffusionModel(BaseModel):
     # ------------------------------------------------------------------ labels
     @property
     def conditional(self) -> bool:
-        return self.backbone.y_embedder is not None
+        return self.backbone.conditional
 
     def backbone_labels(self, labels: torch.Tensor | None) -> torch.Tensor | None:
         """Dataset labels -> backbone labels: None for unconditional models, -1 -> the null class id."""
         if not self.conditional or labels is None:
             return None
-        null_id = self.backbone.y_embedder.null_id
+        null_id = self.backbone.null_class
         if (labels < 0).any():
             if null_id is None:
                 raise ValueError("label -1 (no label) needs a null class: set class_dropout_prob > 0")
@@ -119,7 +121,7 @@ class DiffusionModel(BaseModel):
         net.eval()
         try:
             if y is not None and opts["cfg_scale"] != 1.0:
-                null = torch.full_like(y, net.y_embedder.null_id)
+                null = torch.full_like(y, net.null_class)
                 kwargs = dict(y=torch.cat([y, null]), cfg_scale=opts["cfg_scale"],
                               guided_channels=opts["guided_channels"])
                 x = self.diffusion.sample(net.forward_with_cfg, torch.cat([noise, noise]), model_kwargs=kwargs,

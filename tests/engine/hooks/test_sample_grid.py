@@ -2,7 +2,7 @@
 import pytest
 from PIL import Image
 
-from tests.tools.helpers import load_tool, tiny_digits_config
+from tests.tools.helpers import load_tool, sample_grid_hook, tiny_digits_config
 from visionmix.engine import VisionMixRunner
 
 train = load_tool("train")
@@ -10,7 +10,7 @@ train = load_tool("train")
 
 def run_tiny(tmp_path, max_iters: int, interval: int):
     cfg = tiny_digits_config(tmp_path / "run", max_iters=max_iters, checkpoint_interval=100)
-    cfg.custom_hooks[3].update(interval=interval, per_class=2, num_classes_shown=3)
+    sample_grid_hook(cfg).update(interval=interval, per_class=2, num_classes_shown=3)
     args = train.parse_args(["unused.py", "--work-dir", cfg.work_dir])
     VisionMixRunner.from_cfg(train.apply_args(cfg, args)).train()
     return sorted(p.name for p in (tmp_path / "run/samples").glob("*.png")), tmp_path / "run/samples"

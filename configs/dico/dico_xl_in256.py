@@ -1,0 +1,10 @@
+# DiCo-XL, ImageNet 256x256 (SD-VAE latent 32x32x4): 701,151,368 parameters, 87.30 GMACs.
+from mmengine.config import read_base
+
+with read_base():
+    from .._base_.datasets.imagenet_latents256 import *
+    from .._base_.default_runtime import *
+    from .._base_.models.dico import *
+    from .._base_.schedules.adamw_400k import *
+
+model.backbone.update(hidden_size=416, depths=[9, 9, 10, 9, 9])
