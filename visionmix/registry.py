@@ -8,9 +8,12 @@ is a complete mixer swap.
 from __future__ import annotations
 
 import copy
+import difflib
+import inspect
 from typing import Any, Mapping, Union
 
 import torch.nn as nn
+import yaml
 from mmengine.registry import Registry
 
 MIXERS = Registry("token mixer", scope="visionmix", locations=["visionmix.mixers"])
@@ -29,9 +32,26 @@ class UnknownComponentError(KeyError):
         return str(self.args[0])
 
 
+def parse_spec(text: str) -> dict:
+    """``"name:key=value,key=value"`` -> ``dict(type="name", key=value, ...)`` (values read as YAML scalars).
+
+    The one-string form of a component config, for command lines: ``retnet:decomposed=True``.
+    """
+    name, _, options = text.partition(":")
+    cfg: dict[str, Any] = {"type": name.strip()}
+    for item in filter(None, (part.strip() for part in options.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"bad option {item!r} in {text!r}: write name:key=value,key=value")
+        cfg[key.strip()] = yaml.safe_load(value.strip())
+    return cfg
+
+
 def as_config(spec: ComponentCfg) -> dict:
-    """Normalise a component spec to a fresh ``dict`` with a ``type`` key."""
-    if isinstance(spec, (str, type)):
+    """Normalise a component spec (a name, ``"name:key=value,..."``, a class or a dict) to a fresh dict."""
+    if isinstance(spec, str):
+        return parse_spec(spec)
+    if isinstance(spec, type):
         return {"type": spec}
     if isinstance(spec, Mapping):
         if "type" not in spec:
@@ -57,10 +77,29 @@ def resolve_type(registry: Registry, type_: Any) -> type:
     return found
 
 
+# arguments every scaffold passes to its parts: not "options" a user sets in a config
+CONTRACT_ARGS = ("dim", "num_heads", "layer_id", "num_layers")
+
+
+def check_options(registry: Registry, cls: type, options: Mapping[str, Any]) -> None:
+    """Raise naming the component and the options it accepts when ``options`` has one it does not."""
+    params = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = [key for key in options if key not in params]
+    if unknown:
+        accepted = [name for name in params if name not in CONTRACT_ARGS and name != "self"]
+        hints = {key: difflib.get_close_matches(key, accepted, n=1) for key in unknown}
+        hint = "".join(f" (did you mean {h[0]!r} for {k!r}?)" for k, h in hints.items() if h)
+        raise TypeError(f"{registry.name} {getattr(cls, '__name__', cls)!r} has no option "
+                        f"{', '.join(map(repr, unknown))}{hint}; it accepts: {', '.join(accepted) or '(none)'}")
+
+
 def build(registry: Registry, spec: ComponentCfg, **defaults: Any) -> Any:
     """Build ``spec`` from ``registry``; ``defaults`` fill arguments the spec does not set."""
     cfg = as_config(spec)
     cls = resolve_type(registry, cfg.pop("type"))
+    check_options(registry, cls, cfg)
     return cls(**{**defaults, **cfg})
 
 

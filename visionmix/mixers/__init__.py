@@ -8,5 +8,7 @@ know nothing about time, class or diffusion; they work for any (H, W), odd and n
 from .attention import Attention
 from .bi_rwkv import BiRWKV
 from .dico_conv import DiCoConv
+from .retnet import ManhattanSelfAttention
+from .window_attention import WindowAttention
 
-__all__ = ["Attention", "BiRWKV", "DiCoConv"]
+__all__ = ["Attention", "BiRWKV", "DiCoConv", "ManhattanSelfAttention", "WindowAttention"]
