@@ -3,7 +3,7 @@ import torch.nn as nn
 
 import visionmix
 from visionmix.mixers.attention import Attention
-from visionmix.registry import MIXERS, UnknownComponentError, build
+from visionmix.registry import MIXERS, UnknownComponentError, as_config, build
 
 
 def test_attention_is_listed():
@@ -34,3 +34,16 @@ def test_build_model_builds_a_bare_backbone_by_short_name():
     model = visionmix.build_model(dict(type="isotropic", input_size=8, patch_size=2, in_channels=3,
                                        hidden_size=32, depth=2, num_heads=4, num_classes=10))
     assert isinstance(model, nn.Module) and model.out_channels == 6
+
+
+def test_unknown_mixer_option_names_the_mixer_and_its_options():
+    with pytest.raises(TypeError, match=r"'Attention' has no option 'qkvbias' \(did you mean 'qkv_bias'.*accepts: qkv_bias"):
+        build(MIXERS, dict(type="attention", qkvbias=False), dim=32, num_heads=4)
+
+
+def test_one_string_spec_parses_options():
+    assert as_config("retnet:decomposed=true,initial_value=2.5") == dict(type="retnet", decomposed=True,
+                                                                         initial_value=2.5)
+    assert as_config("attention") == dict(type="attention")
+    with pytest.raises(ValueError, match="name:key=value"):
+        as_config("retnet:decomposed")

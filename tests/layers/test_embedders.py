@@ -43,3 +43,13 @@ def test_eval_mode_keeps_labels():
 def test_out_of_range_labels_are_a_clear_error(bad):
     with pytest.raises(ValueError, match="class label out of range"):
         LabelEmbedder(10, 4)(torch.tensor(bad))
+
+
+def test_per_level_label_tables_share_one_dropout_mask():
+    emb = LabelEmbedder(10, [4, 8, 16], dropout_prob=0.5).train()
+    assert [t.weight.shape for t in emb.tables()] == [(11, 4), (11, 8), (11, 16)]
+    y = torch.arange(10).repeat(20)
+    outs = emb(y)
+    dropped = [(o == t.weight[10]).all(dim=1) for o, t in zip(outs, emb.tables())]
+    assert 0 < int(dropped[0].sum()) < len(y)
+    assert torch.equal(dropped[0], dropped[1]) and torch.equal(dropped[0], dropped[2])
