@@ -41,6 +41,7 @@ setup(
     extras_require={
         "latent": ["diffusers"],
         "metrics": ["torchmetrics", "torch-fidelity", "scipy"],
-        "dev": ["pytest", "pytest-timeout", "diffusers"],
+        "bench": ["matplotlib"],
+        "dev": ["pytest", "pytest-timeout", "diffusers", "matplotlib"],
     },
 )

@@ -1,4 +1,4 @@
-"""Parameter counts of the official models (DESIGN.md section 6), built on the meta device (no memory)."""
+"""Parameter counts of the official models (as the official code counts them), built on the meta device (no memory)."""
 from pathlib import Path
 
 import pytest

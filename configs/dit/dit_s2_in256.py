@@ -1,4 +1,4 @@
-# DiT-S/2, ImageNet 256x256 (SD-VAE latent 32x32x4). Reference numbers: DESIGN.md section 6.
+# DiT-S/2, ImageNet 256x256 (SD-VAE latent 32x32x4). Published counts: tests/test_reference_numbers.py.
 from mmengine.config import read_base
 
 with read_base():

@@ -1,6 +1,6 @@
 """Diffusion objectives and their samplers: IDDPM Gaussian diffusion ("iddpm") and flow matching.
 
-Importing this package registers both in ``visionmix.registry.OBJECTIVES``. Contract (DESIGN sec. 3):
+Importing this package registers both in ``visionmix.registry.OBJECTIVES``. Contract (docs/architecture.md):
 ``training_losses(model_fn, x0, model_kwargs=None, noise=None, t=None) -> {"loss": (B,), ...}``,
 ``sample_t(batch, device, generator)`` and ``sample(model_fn, shape_or_noise, *, sampler, steps, ...)``.
 """

@@ -1,9 +1,10 @@
 """Token mixers. Each file holds one mixer and registers it in ``visionmix.registry.MIXERS``.
 
-Contract (DESIGN §3): ``Mixer(dim, num_heads, *, layer_id, num_layers, **options)`` and
-``forward(x: (B, N, C), hw: (H, W)) -> (B, N, C)`` with N == H*W in row-major order (mixers whose
-class attribute ``accepts_extra_tokens`` is True also take extra leading tokens, N > H*W). Mixers
-know nothing about time, class or diffusion; they work for any (H, W), odd and non-square included.
+Contract (docs/architecture.md): ``Mixer(dim, num_heads, *, layer_id, num_layers, **options)`` with
+``forward(x, hw: (H, W))`` returning the shape it was given. ``layout = "tokens"`` mixers take (B, N, C) with
+N == H*W in row-major order (those with ``accepts_extra_tokens = True`` also take extra leading tokens);
+``layout = "grid"`` mixers take (B, C, H, W). A mixer defines ``init_weights()`` for every parameter it owns,
+knows nothing about time, class or diffusion, and works for any (H, W), odd and non-square included.
 """
 from .attention import Attention
 from .bi_rwkv import BiRWKV
