@@ -13,10 +13,11 @@ cached. Paper: Fan et al., "RMT: Retentive Networks Meet Vision Transformers", C
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
+
+from .cache import grid_cache
 
 
 def retention_log_gammas(num_heads: int, initial_value: float = 2.0, heads_range: float = 6.0) -> tuple[float, ...]:
@@ -30,23 +31,19 @@ def _gammas(log_gammas: tuple[float, ...], device: torch.device, dtype: torch.dt
     return torch.tensor(log_gammas, device=device, dtype=dtype)
 
 
-# The cached tensors are built outside inference mode: one built while sampling under inference_mode would
-# otherwise be an inference tensor, which autograd refuses to save when training later reuses it.
-@functools.lru_cache(maxsize=16)
+@grid_cache(16)
 def manhattan_decay(h: int, w: int, log_gammas: tuple[float, ...], device: torch.device,
                     dtype: torch.dtype) -> torch.Tensor:
     """(heads, H*W, H*W) additive mask: Manhattan distance between row-major grid tokens times log γ_h."""
-    with torch.inference_mode(False):
-        rows = torch.arange(h, device=device).repeat_interleave(w)
-        cols = torch.arange(w, device=device).repeat(h)
-        distance = (rows[:, None] - rows[None, :]).abs() + (cols[:, None] - cols[None, :]).abs()
-        return distance.to(dtype) * _gammas(log_gammas, device, dtype)[:, None, None]
+    rows = torch.arange(h, device=device).repeat_interleave(w)
+    cols = torch.arange(w, device=device).repeat(h)
+    distance = (rows[:, None] - rows[None, :]).abs() + (cols[:, None] - cols[None, :]).abs()
+    return distance.to(dtype) * _gammas(log_gammas, device, dtype)[:, None, None]
 
 
-@functools.lru_cache(maxsize=32)
+@grid_cache(32)
 def axial_decay(length: int, log_gammas: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """(heads, L, L) additive mask along one axis: |i - j| times log γ_h."""
-    with torch.inference_mode(False):
-        index = torch.arange(length, device=device)
-        distance = (index[:, None] - index[None, :]).abs()
-        return distance.to(dtype) * _gammas(log_gammas, device, dtype)[:, None, None]
+    index = torch.arange(length, device=device)
+    distance = (index[:, None] - index[None, :]).abs()
+    return distance.to(dtype) * _gammas(log_gammas, device, dtype)[:, None, None]

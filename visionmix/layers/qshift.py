@@ -1,13 +1,13 @@
 """Quad-directional token shift (Vision-RWKV's Q-shift) and the pieces of RWKV's layer-dependent init."""
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 
+from .cache import grid_cache
 
-@functools.lru_cache(maxsize=64)
+
+@grid_cache(64)
 def _source_index(h: int, w: int, c: int, g: int, s: int, device: torch.device) -> torch.Tensor:
     """For every (token, channel) of the output, its flat position in the input (B, H*W*C), or
     H*W*C (one zero appended past the end) where the neighbour lies outside the grid."""

@@ -19,11 +19,12 @@ Windows", ICCV 2021.
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
 import torch
+
+from .cache import grid_cache
 
 
 class WindowGeometry(NamedTuple):
@@ -48,19 +49,17 @@ def window_geometry(hw: tuple[int, int], window_size: int, shifted: bool) -> Win
     return WindowGeometry(window, shift, padded)
 
 
-@functools.lru_cache(maxsize=64)
+@grid_cache(64)
 def relative_position_index(window: tuple[int, int], table: tuple[int, int], device: torch.device) -> torch.Tensor:
     """(L, L) long tensor, L = window_h · window_w: the bias-table row of each (query, key) pair of a window,
     for a table built for ``table`` = (M_h, M_w) >= ``window``. Tokens are row-major inside the window."""
     if window[0] > table[0] or window[1] > table[1]:
         raise ValueError(f"window {window} is larger than the relative-position table's window {table}")
-    # inference_mode(False): a cached tensor born in inference mode could never be saved for a later backward
-    with torch.inference_mode(False), torch.no_grad():
-        rows = torch.arange(window[0], device=device).repeat_interleave(window[1])
-        cols = torch.arange(window[1], device=device).repeat(window[0])
-        d_row = rows[:, None] - rows[None, :]
-        d_col = cols[:, None] - cols[None, :]
-        return (d_row + table[0] - 1) * (2 * table[1] - 1) + (d_col + table[1] - 1)
+    rows = torch.arange(window[0], device=device).repeat_interleave(window[1])
+    cols = torch.arange(window[1], device=device).repeat(window[0])
+    d_row = rows[:, None] - rows[None, :]
+    d_col = cols[:, None] - cols[None, :]
+    return (d_row + table[0] - 1) * (2 * table[1] - 1) + (d_col + table[1] - 1)
 
 
 def window_partition(x: torch.Tensor, window: tuple[int, int]) -> torch.Tensor:
@@ -91,7 +90,7 @@ def _axis_groups(side: int, window: int, shift: int, padded: int) -> tuple[torch
     return 2 * (position // window) + wrapped, source < side
 
 
-@functools.lru_cache(maxsize=64)
+@grid_cache(64)
 def shifted_window_mask(hw: tuple[int, int], window: tuple[int, int], shift: tuple[int, int],
                         device: torch.device) -> torch.Tensor:
     """Additive float32 mask (nW, L, L) of 0 / -inf for the windows of the padded grid rolled by -shift.
@@ -101,14 +100,13 @@ def shifted_window_mask(hw: tuple[int, int], window: tuple[int, int], shift: tup
     """
     h, w = hw
     padded = (math.ceil(h / window[0]) * window[0], math.ceil(w / window[1]) * window[1])
-    with torch.inference_mode(False), torch.no_grad():
-        row_group, row_real = _axis_groups(h, window[0], shift[0], padded[0])
-        col_group, col_real = _axis_groups(w, window[1], shift[1], padded[1])
-        group = row_group[:, None] * (2 * padded[1]) + col_group[None, :]  # unique per (row part, col part)
-        real = row_real[:, None] & col_real[None, :]
-        group = window_partition(group[None, :, :, None], window)[0, :, :, 0]  # (nW, L)
-        real = window_partition(real[None, :, :, None], window)[0, :, :, 0]
-        allowed = (group[:, :, None] == group[:, None, :]) & real[:, None, :]
-        allowed |= torch.eye(allowed.shape[-1], dtype=torch.bool)
-        mask = torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf"))
-        return mask.to(device)
+    row_group, row_real = _axis_groups(h, window[0], shift[0], padded[0])
+    col_group, col_real = _axis_groups(w, window[1], shift[1], padded[1])
+    group = row_group[:, None] * (2 * padded[1]) + col_group[None, :]  # unique per (row part, col part)
+    real = row_real[:, None] & col_real[None, :]
+    group = window_partition(group[None, :, :, None], window)[0, :, :, 0]  # (nW, L)
+    real = window_partition(real[None, :, :, None], window)[0, :, :, 0]
+    allowed = (group[:, :, None] == group[:, None, :]) & real[:, None, :]
+    allowed |= torch.eye(allowed.shape[-1], dtype=torch.bool)
+    mask = torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf"))
+    return mask.to(device)

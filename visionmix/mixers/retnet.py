@@ -21,28 +21,26 @@ Paper: Fan et al., "RMT: Retentive Networks Meet Vision Transformers", CVPR 2024
 """
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from ..layers.cache import grid_cache
 from ..layers.decay import axial_decay, manhattan_decay, retention_log_gammas
 from ..layers.init import vit_init_
 from ..layers.lepe import DepthwiseConvPE
 from ..registry import MIXERS
 
 
-@functools.lru_cache(maxsize=32)
+@grid_cache(32)
 def theta_shift_tables(length: int, head_dim: int, device: torch.device,
                        dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """(sin, cos), each (length, head_dim): RMT's RoPE on token index n, angle_j = 10000^(-j / (d/2 - 1)) per
-    channel pair j (both channels of a pair share it). Built outside inference mode, so training may reuse them."""
-    with torch.inference_mode(False):
-        angle = 10000.0 ** -torch.linspace(0, 1, head_dim // 2, device=device, dtype=torch.float64)
-        phase = torch.arange(length, device=device, dtype=torch.float64)[:, None] * angle.repeat_interleave(2)
-        return phase.sin().to(dtype), phase.cos().to(dtype)
+    channel pair j (both channels of a pair share it)."""
+    angle = 10000.0 ** -torch.linspace(0, 1, head_dim // 2, device=device, dtype=torch.float64)
+    phase = torch.arange(length, device=device, dtype=torch.float64)[:, None] * angle.repeat_interleave(2)
+    return phase.sin().to(dtype), phase.cos().to(dtype)
 
 
 def theta_shift(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
