@@ -9,7 +9,10 @@ knows nothing about time, class or diffusion, and works for any (H, W), odd and 
 from .attention import Attention
 from .bi_rwkv import BiRWKV
 from .dico_conv import DiCoConv
+from .linear_attention import LinearAttention
+from .rala import RankAugmentedLinearAttention
 from .retnet import ManhattanSelfAttention
 from .window_attention import WindowAttention
 
-__all__ = ["Attention", "BiRWKV", "DiCoConv", "ManhattanSelfAttention", "WindowAttention"]
+__all__ = ["Attention", "BiRWKV", "DiCoConv", "LinearAttention", "ManhattanSelfAttention", "RankAugmentedLinearAttention",
+           "WindowAttention"]
