@@ -1,5 +1,6 @@
 # make test  : create .venv if missing, install visionmix into it, run the test suite
 # make demo  : create .venv if missing, train the quickstart Diffusion-RWKV on the bundled digits, score its samples
+# make gpu-check : the checks that need a GPU, as one script (exits 0 on a machine without CUDA)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.visionmix-installed
 
-.PHONY: test demo install clean
+.PHONY: test demo install gpu-check clean
 
 # --no-compile: modules are byte-compiled when first imported, not all of torch up front (~25 s saved).
 # The native WKV op is compiled into its JIT cache (ops/loader.py) while the other dependencies install;
@@ -27,6 +28,11 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) tools/demo.py
+
+# one prepared script for a machine with a GPU: CUDA WKV op vs CPU, every mixer on CUDA vs CPU, 200 bf16 training
+# iterations, the CUDA benchmark; log in work_dirs/gpu_check/gpu_check.log. Says so and exits 0 without CUDA.
+gpu-check: $(STAMP)
+	$(PY) tools/gpu_check.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -17,43 +17,14 @@ would; ``--system-malloc`` leaves the default policy in place for comparison.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
-import time
 from typing import Callable, Dict, List, Optional
 
 import torch
 
 import visionmix.ops as ops
+from visionmix.benchmarking import best_times, keep_freed_memory
 
 MEMORY_LIMIT = 4 * 2**30  # skip a path whose estimated working memory exceeds this
-
-
-def keep_freed_memory() -> str:
-    """Make glibc serve large blocks from its heap and never hand freed memory back, so that a
-    repeated call finds its output pages already mapped. Returns a description of the policy."""
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
-    mallopt = getattr(libc, "mallopt", None)
-    m_trim_threshold, m_mmap_max = -1, -4  # from glibc's malloc.h
-    if mallopt is None or not (mallopt(m_mmap_max, 0) and mallopt(m_trim_threshold, 2**31 - 1)):
-        return "system malloc (mallopt unavailable)"
-    return "glibc malloc keeping freed memory (no mmap, no trim)"
-
-
-def best_times(fns: Dict[str, Callable[[], object]], reps: int) -> Dict[str, float]:
-    """Fastest of `reps` runs of each function, in seconds, after one warm-up. The functions take
-    turns within every repetition, so that a burst of load elsewhere on the host hits them alike
-    rather than biasing the ratios."""
-    for fn in fns.values():
-        fn()
-    best = {name: float("inf") for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 def make_inputs(B: int, T: int, C: int, seed: int = 0) -> Dict[str, torch.Tensor]:
