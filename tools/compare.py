@@ -41,10 +41,11 @@ from mmengine.config import Config, DictAction
 
 from visionmix import build_model
 from visionmix.benchmarking import (MixerSpec, add_common_args, environment, fmt, free_memory, int_list,
-                                    markdown_table, memory_method, mib, mixer_layout, peak_memory,
+                                    markdown_table, memory_method, mib, peak_memory,
                                     prepare_run, select_specs, times_in_turns, train_step, write_csv)
 from visionmix.config import load_config
 from visionmix.flops import backbone_inputs, count_macs, count_params
+from visionmix.layers.layout import layout_of
 from visionmix.registry import BACKBONES, MIXERS, as_config, list_ffns, list_mixers, resolve_type
 
 HEADERS = ["res", "input", "mixer", "params", "GMACs", "img/s", "× attention", "peak MiB", "note"]
@@ -168,7 +169,7 @@ def shown(row: list) -> list:
 
 
 def list_registered() -> str:
-    mixers = [f"{n} ({mixer_layout(resolve_type(MIXERS, n))})" for n in list_mixers()]
+    mixers = [f"{n} ({layout_of(resolve_type(MIXERS, n))})" for n in list_mixers()]
     BACKBONES.import_from_location()
     return (f"mixers: {', '.join(mixers)}\nffns: {', '.join(list_ffns())}\n"
             f"backbones: {', '.join(sorted(BACKBONES.module_dict))}")

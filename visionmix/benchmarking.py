@@ -13,13 +13,11 @@ Mixer specs ``name[:key=value,...][:math]`` (:func:`parse_specs`); ``math`` runs
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import csv
 import ctypes
 import ctypes.util
 import gc
-import inspect
 import math
 import statistics
 import time
@@ -33,7 +31,9 @@ import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from .registry import MIXERS, list_mixers, resolve_type
+from .layers.layout import layout_of
+from .registry import MIXERS, check_options, resolve_type
+from .registry import parse_spec as registry_parse_spec
 
 Device = Union[str, torch.device]
 
@@ -182,21 +182,13 @@ class MixerSpec:
 
 
 def parse_spec(text: str) -> MixerSpec:
-    """``"retnet:decomposed=True,chunk=64"`` -> MixerSpec("retnet", (("decomposed", True), ("chunk", 64)))."""
+    """``"retnet:decomposed=True"`` -> MixerSpec("retnet", (("decomposed", True),)); a ``math`` piece among the
+    options selects the math attention path (the rest is the registry's ``name:key=value`` form)."""
     name, _, rest = text.strip().partition(":")
-    options, math_path = [], False
-    for token in filter(None, (t.strip() for t in rest.split(","))):
-        if token == "math":
-            math_path = True
-        elif "=" in token:
-            key, _, value = (x.strip() for x in token.partition("="))
-            try:
-                options.append((key, ast.literal_eval(value)))
-            except (ValueError, SyntaxError):  # a bare word: a string option
-                options.append((key, value))
-        else:
-            raise ValueError(f"mixer spec {text!r}: option {token!r} is neither key=value nor 'math'")
-    return MixerSpec(name, tuple(options), math_path)
+    pieces = [p.strip() for p in rest.split(",") if p.strip()]
+    math_path = "math" in pieces
+    cfg = registry_parse_spec(":".join([name, ",".join(p for p in pieces if p != "math")]))
+    return MixerSpec(cfg.pop("type"), tuple(cfg.items()), math_path)
 
 
 def parse_specs(text: str) -> List[MixerSpec]:
@@ -212,15 +204,11 @@ def parse_specs(text: str) -> List[MixerSpec]:
 
 
 def check_spec(spec: MixerSpec) -> None:
-    """Raise ValueError unless the mixer is registered and its constructor takes every option."""
-    if spec.name not in list_mixers():
-        raise ValueError(f"unknown mixer {spec.name!r}; registered: {', '.join(list_mixers())}")
-    params = inspect.signature(resolve_type(MIXERS, spec.name)).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    unknown = [k for k, _ in spec.options if k not in params]
-    if unknown:
-        raise ValueError(f"mixer {spec.name!r} takes no option {', '.join(unknown)}")
+    """ValueError (with the registry's message) unless the mixer is registered and takes every option."""
+    try:
+        check_options(MIXERS, resolve_type(MIXERS, spec.name), dict(spec.options))
+    except (KeyError, TypeError) as err:
+        raise ValueError(str(err)) from err
 
 
 def select_specs(text: str, all_specs: Sequence[MixerSpec]) -> List[MixerSpec]:
@@ -232,11 +220,6 @@ def select_specs(text: str, all_specs: Sequence[MixerSpec]) -> List[MixerSpec]:
             check_spec(one)
             chosen.setdefault(one.label, one)
     return list(chosen.values())
-
-
-def mixer_layout(mixer: Union[nn.Module, type]) -> str:
-    """``"grid"`` for mixers computing on (B, C, H, W), else ``"tokens"`` ((B, N, C) with hw)."""
-    return getattr(mixer, "layout", "tokens")
 
 
 # ------------------------------------------------------------------------------------- scaling fits

@@ -33,7 +33,7 @@ def test_specs_parse_options_math_and_continuations():
     assert specs[1].label == "retnet:decomposed=True,heads_range=4.5" and specs[2].config() == "bi_rwkv"
     with pytest.raises(ValueError, match="no option"):
         select_specs("attention:no_such_option=1", [])
-    with pytest.raises(ValueError, match="unknown mixer"):
+    with pytest.raises(ValueError, match="unknown token mixer"):
         select_specs("no_such_mixer", [])
 
 
