@@ -33,7 +33,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from visionmix.benchmarking import (MixerSpec, add_common_args, check_spec, environment, extrapolate,
-                                    fit_exponent, fmt, free_memory, int_list, markdown_table, memory_method, mib,
+                                    fit_exponent, fmt, free_memory, int_list, markdown_table, memory_excess,
+                                    memory_method, mib,
                                     parse_spec, peak_memory, prepare_run, select_specs,
                                     time_call, times_in_turns, train_step, write_csv)
 from visionmix.layers.layout import layout_of
@@ -96,12 +97,9 @@ def predicted_excess(series: Series, grid: int, args: argparse.Namespace) -> Opt
     """Why this grid would exceed the limits, by extrapolation from the measured grids; None if it fits."""
     sizes, times, peaks = series.measured()
     t = extrapolate(sizes, times, grid * grid)
-    m = extrapolate(sizes, peaks, grid * grid)
     if t is not None and t > args.max_seconds:
         return f"skipped, one fwd+bwd predicted to take {t:.0f} s > --max-seconds {args.max_seconds:g}"
-    if m is not None and m > args.max_gb * 2**30:
-        return f"skipped, peak memory predicted {m / 2**30:.1f} GiB > --max-gb {args.max_gb:g}"
-    return None
+    return memory_excess(sizes, peaks, grid * grid, args.max_gb)
 
 
 def prepare(series: Series, grid: int, args: argparse.Namespace, device: torch.device) -> Optional[Callable]:
@@ -215,13 +213,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--max-seconds", type=float, default=60.0, help="skip a grid once one fwd+bwd takes longer")
-    parser.add_argument("--max-gb", type=float, default=None,
-                        help="skip a grid whose predicted peak exceeds this (default 8 on CPU, 90%% of the GPU)")
-    args = parser.parse_args(argv)
-    if args.max_gb is None:
-        cuda = args.device.startswith("cuda") and torch.cuda.is_available()
-        args.max_gb = 0.9 * torch.cuda.get_device_properties(args.device).total_memory / 2**30 if cuda else 8.0
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -41,7 +41,7 @@ from mmengine.config import Config, DictAction
 
 from visionmix import build_model
 from visionmix.benchmarking import (MixerSpec, add_common_args, environment, fmt, free_memory, int_list,
-                                    markdown_table, memory_method, mib, peak_memory,
+                                    markdown_table, memory_excess, memory_method, mib, peak_memory,
                                     prepare_run, select_specs, times_in_turns, train_step, write_csv)
 from visionmix.config import load_config
 from visionmix.flops import backbone_inputs, count_macs, count_params
@@ -136,17 +136,23 @@ def prepare(sibling: Sibling, input_size: int, args: argparse.Namespace, device:
     return row, step
 
 
-def measure_res(sibs: List[Sibling], res: int, args: argparse.Namespace, device: torch.device) -> List[list]:
-    """Display rows of every sibling at one resolution, timed in turns."""
+def measure_res(sibs: List[Sibling], res: int, args: argparse.Namespace, device: torch.device,
+                peaks: Dict[str, List[Tuple[int, int]]]) -> List[list]:
+    """Display rows of every sibling at one resolution, timed in turns. ``peaks`` (sibling -> [(cells, bytes)])
+    holds the peaks measured at the smaller resolutions: a sibling predicted not to fit is skipped."""
     input_size = res // args.downsample
     values, cases = {}, {}
     for s in sibs:
-        if s.backbone is None:
-            values[s.label] = {"note": s.error}
+        history = peaks.setdefault(s.label, [])
+        # from a single smaller size, assume peak ~ cells^1.5: resolutions here jump by 4-16x in cells
+        excess = memory_excess([c for c, _ in history], [b for _, b in history], input_size**2, args.max_gb, 1.5)
+        if s.backbone is None or excess:
+            values[s.label] = {"note": s.error or excess}
             continue
         values[s.label], step = prepare(s, input_size, args, device)
         if step is not None:
             cases[s.label] = step
+            history.append((input_size**2, values[s.label]["peak"]))
     times = times_in_turns(cases, args.reps, device, warmup=args.warmup)
     del cases
     free_memory(device)
@@ -207,7 +213,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: --mixers: {err}", file=sys.stderr)
         return 2
     sibs = siblings(cfg, specs)
-    rows = [row for res in args.res for row in measure_res(sibs, res, args, device)]
+    peaks: Dict[str, List[Tuple[int, int]]] = {}
+    rows = []
+    for res in args.res:
+        rows += measure_res(sibs, res, args, device, peaks)
+        print(markdown_table(HEADERS, [shown(r) for r in rows if r[0] == res]), file=sys.stderr, flush=True)  # progress
     stem = Path(args.config).stem
     text = "\n".join([
         f"{stem} and its mixer siblings: fwd+bwd of the backbone, fp32, batch {args.batch}, {trimmed}, input = "

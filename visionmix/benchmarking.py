@@ -233,6 +233,15 @@ def fit_exponent(sizes: Sequence[float], values: Sequence[float]) -> Optional[fl
     return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx > 0 else None
 
 
+def memory_excess(sizes: Sequence[float], peaks: Sequence[float], size: float, max_gb: float,
+                  default_exponent: float = 2.0) -> Optional[str]:
+    """Why a case of ``size`` would not fit in ``max_gb``, by extrapolating the measured peaks; None if it fits."""
+    predicted = extrapolate(sizes, peaks, size, default_exponent)
+    if predicted is not None and predicted > max_gb * 2**30:
+        return f"skipped, peak memory predicted {predicted / 2**30:.1f} GiB > --max-gb {max_gb:g}"
+    return None
+
+
 def extrapolate(sizes: Sequence[float], values: Sequence[float], size: float, default_exponent: float = 2.0,
                 min_exponent: float = 1.0) -> Optional[float]:
     """Predicted value at ``size`` from the last two measured points (power law, exponent at least
@@ -255,6 +264,9 @@ def add_common_args(parser: argparse.ArgumentParser, out: str, reps: int) -> Non
     parser.add_argument("--out", default=out, help="folder for the markdown / CSV outputs")
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="ask glibc to keep freed memory (no fresh mmap per large block), as a caching allocator")
+    parser.add_argument("--max-gb", type=float, default=None,
+                        help="skip a case whose peak memory, extrapolated from the smaller sizes, exceeds this "
+                             "(default 8 on CPU, 90%% of the GPU)")
 
 
 def int_list(text: str) -> List[int]:
@@ -269,6 +281,9 @@ def prepare_run(args: argparse.Namespace) -> Tuple[torch.device, Path, str]:
         raise SystemExit(f"--device {args.device}: CUDA is not available on this machine")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.max_gb is None:
+        on_gpu = device.type == "cuda"
+        args.max_gb = 0.9 * torch.cuda.get_device_properties(device).total_memory / 2**30 if on_gpu else 8.0
     policy = keep_freed_memory() if args.keep_freed_memory else "system malloc (default policy)"
     return device, out, policy
 

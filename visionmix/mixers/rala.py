@@ -80,16 +80,21 @@ class RankAugmentedLinearAttention(nn.Module):
                 f"rala needs exactly H*W = {h}*{w} = {length} grid tokens (its 2-D RoPE and LePE read grid "
                 f"positions), got {x.shape[1]}: extra condition tokens are not supported, use "
                 "conditioning='adaln_zero' or 'adaln' with it")
-        q, k, v, gate = self.qkv_gate(x).chunk(4, dim=-1)
+        dim = x.shape[-1]
+        qk, v, gate = self.qkv_gate(x).split([2 * dim, dim, dim], dim=-1)
         compute = torch.promote_types(v.dtype, torch.float32)
-        heads = lambda t: rearrange(t, "b n (h d) -> b h n d", h=self.num_heads)  # noqa: E731
         with torch.autocast(x.device.type, enabled=False):
-            q, k = heads(F.elu(q.to(compute)) + 1.0), heads(F.elu(k.to(compute)) + 1.0)
+            # q and k share every elementwise step (features, RoPE): run them as one (2, B, heads, N, d) tensor
+            qk = rearrange(F.elu(qk.to(compute)) + 1.0, "b n (two h d) -> two b h n d", two=2, h=self.num_heads)
+            q, k = qk
             logits = torch.einsum("bhd,bhnd->bhn", q.mean(dim=-2), k) * self.scale
             # k̂_j / N = softmax_j · k_j: the weights of the state's mean, with α's factor N cancelled
-            k = k * torch.softmax(logits, dim=-1).unsqueeze(-1)
-            q_rot, k_rot = self.rope(q, hw), self.rope(k, hw)
-        out = normalized_linear_attention(q_rot, k_rot, heads(v), eps=self.eps, q_den=q, k_den=k)
+            weights = torch.softmax(logits, dim=-1).unsqueeze(-1)
+            # a rotation is linear, so rotating k before its scalar weight equals rotating k̂
+            q_rot, k_rot = self.rope(qk, hw)
+            k, k_rot = k * weights, k_rot * weights
+        v_heads = rearrange(v, "b n (h d) -> b h n d", h=self.num_heads)
+        out = normalized_linear_attention(q_rot, k_rot, v_heads, eps=self.eps, q_den=q, k_den=k)
         out = rearrange(out, "b h n d -> b n (h d)").to(v.dtype)
         if self.lepe is not None:
             out = out + self.lepe(v, hw)
