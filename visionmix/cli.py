@@ -1,0 +1,49 @@
+"""Conventions the command-line tools share: one-line errors, exit codes, tracebacks only on request.
+
+    sys.exit(run_tool(main))      # in a tool's ``if __name__ == "__main__":``
+
+Exit codes: 0 success, 1 runtime error, 2 usage error (argparse's own, or :class:`UsageError`), 130 interrupted.
+A failure prints ``error: <message>`` (the first lines of the exception) on stderr; ``--debug`` on the command
+line or ``VISIONMIX_DEBUG=1`` re-raises it with its traceback instead.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Optional, Sequence
+
+MAX_LINES = 6
+
+
+class UsageError(Exception):
+    """A bad command line or argument value: exit code 2."""
+
+
+def debug_requested(argv: Optional[Sequence[str]] = None) -> bool:
+    argv = sys.argv[1:] if argv is None else argv
+    return "--debug" in argv or os.environ.get("VISIONMIX_DEBUG", "") not in ("", "0")
+
+
+def error_message(err: BaseException) -> str:
+    """The exception's own text, cut to a few lines (KeyError's quotes removed)."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    lines = text.strip().splitlines() or [type(err).__name__]
+    shown = lines[:MAX_LINES] + ([f"... ({len(lines) - MAX_LINES} more lines)"] if len(lines) > MAX_LINES else [])
+    return "\n".join(shown)
+
+
+def run_tool(main: Callable[[Optional[Sequence[str]]], Optional[int]], argv: Optional[Sequence[str]] = None) -> int:
+    """Run a tool's ``main(argv)`` under the conventions above and return its exit code."""
+    try:
+        return int(main(argv) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except SystemExit:
+        raise
+    except Exception as err:  # noqa: BLE001 - the one place that turns any failure into a short message
+        if debug_requested(argv):
+            raise
+        print(f"error: {error_message(err)}", file=sys.stderr)
+        print("(run with --debug or VISIONMIX_DEBUG=1 to see the traceback)", file=sys.stderr)
+        return 2 if isinstance(err, UsageError) else 1
