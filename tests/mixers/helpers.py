@@ -86,3 +86,17 @@ def assert_trains(mixer, scaffold: str = "isotropic", iters: int = 30) -> tuple[
     after = held_loss()
     assert after < before, f"held-out loss did not decrease: {before:.4f} -> {after:.4f}"
     return before, after
+
+
+def largest_saved_tensor(mixer: torch.nn.Module, side: int, dim: int) -> int:
+    """numel of the largest tensor autograd saves in a fwd+bwd on a side×side grid (an N×N one shows here)."""
+    largest = [0]
+    x = torch.randn(1, side * side, dim, requires_grad=True)
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        largest[0] = max(largest[0], t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        mixer(x, (side, side)).sum().backward()
+    return largest[0]

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import randomize_
-from tests.mixers.helpers import GRIDS, assert_trains, check_contract
+from tests.mixers.helpers import GRIDS, assert_trains, check_contract, largest_saved_tensor
 from visionmix.mixers.rala import RankAugmentedLinearAttention
 
 DIM, HEADS = 32, 4  # head width 8: two rotated pairs per axis
@@ -85,17 +85,8 @@ def test_bf16_autocast_stays_close_to_float32():
 
 
 def test_never_builds_an_n_by_n_tensor():
-    side, largest = 96, []
-    mixer = RankAugmentedLinearAttention(16, 2)
-    x = torch.randn(1, side * side, 16, requires_grad=True)
-
-    def pack(t):
-        largest.append(t.numel())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        mixer(x, (side, side)).sum().backward()
-    assert max(largest) < (side * side) ** 2 / 64
+    side = 96
+    assert largest_saved_tensor(RankAugmentedLinearAttention(16, 2), side, 16) < (side * side) ** 2 / 64
 
 
 def test_init_follows_the_official_code():
