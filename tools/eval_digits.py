@@ -2,6 +2,10 @@
 features are to real digits (Frechet distance in a held-out-validated classifier's hidden layer).
 
     python tools/eval_digits.py configs/quickstart/drwkv_digits8.py --checkpoint work_dirs/.../iter_3000.pth
+    python tools/eval_digits.py CONFIG --checkpoint CKPT --image-size 12 16   # sample at other resolutions
+
+``--image-size`` samples at another resolution than the model was trained at (any-resolution models: fuzzy or
+resampled positions) and area-downsamples the samples to the scorer's 8x8 before scoring.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import os.path as osp
 import sys
 
 import torch
+import torch.nn.functional as F
 from mmengine.config import DictAction
 from torchvision.utils import save_image
 
@@ -25,9 +30,9 @@ from sample import load_weights  # noqa: E402
 
 def evaluate(config: str, checkpoint: str, per_class: int = 50, cfg_scales: tuple[float, ...] = (1.0, 3.0),
              sampler: str | None = None, steps: int | None = None, seed: int = 0, out_dir: str | None = None,
-             cfg_options: dict | None = None) -> list[dict]:
-    """Sample ``per_class`` digits of each class at every guidance scale and score them. ``sampler`` and
-    ``steps`` default to the config's ``model.sampling``."""
+             cfg_options: dict | None = None, image_sizes: tuple[int | None, ...] = (None,)) -> list[dict]:
+    """Sample ``per_class`` digits of each class at every guidance scale (and image size: None = the trained
+    one) and score them. ``sampler`` and ``steps`` default to the config's ``model.sampling``."""
     model = build_model(load_config(config, cfg_options).model)
     load_weights(model, checkpoint)
     model.eval()
@@ -35,28 +40,32 @@ def evaluate(config: str, checkpoint: str, per_class: int = 50, cfg_scales: tupl
     steps = steps or model.sampling["steps"]
     scorer = DigitsScorer.fit()
     labels = torch.arange(10).repeat_interleave(per_class)
+    trained = model.backbone.input_size
     rows = []
-    for scale in cfg_scales:
+    for size, scale in ((size, scale) for size in image_sizes for scale in cfg_scales):
         images = model.sample(labels, generator=torch.Generator().manual_seed(seed), cfg_scale=scale,
-                              sampler=sampler, steps=steps)
-        scores = scorer.score(images, labels)
-        rows.append(dict(cfg_scale=scale, agreement=scores["agreement"], frechet=scores["frechet"],
-                         heldout_accuracy=scorer.heldout_accuracy, sampler=sampler, steps=steps))
+                              sampler=sampler, steps=steps, size=(size, size) if size else None)
+        scored = F.interpolate(images, size=trained, mode="area") if images.shape[-2:] != trained else images
+        scores = scorer.score(scored, labels)
+        rows.append(dict(image_size=images.shape[-1], cfg_scale=scale, agreement=scores["agreement"],
+                         frechet=scores["frechet"], heldout_accuracy=scorer.heldout_accuracy, sampler=sampler,
+                         steps=steps))
         if out_dir:
             os.makedirs(out_dir, exist_ok=True)
             grid = images.view(10, per_class, *images.shape[1:])[:, :10].reshape(-1, *images.shape[1:])
-            save_image((grid + 1) / 2, osp.join(out_dir, f"digits_cfg{scale:g}.png"), nrow=min(per_class, 10),
-                       padding=1, pad_value=1.0)
+            suffix = f"_{images.shape[-1]}px" if size else ""
+            save_image((grid + 1) / 2, osp.join(out_dir, f"digits_cfg{scale:g}{suffix}.png"),
+                       nrow=min(per_class, 10), padding=1, pad_value=1.0)
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"| guidance | agreement with requested digit | Frechet (classifier features) |  "
+    print(f"| size | guidance | agreement with requested digit | Frechet (classifier features) |  "
           f"({rows[0]['sampler']}-{rows[0]['steps']}; "
           f"classifier held-out accuracy {rows[0]['heldout_accuracy']:.1%})")
-    print("|---:|---:|---:|")
+    print("|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['cfg_scale']:g} | {r['agreement']:.1%} | {r['frechet']:.2f} |")
+        print(f"| {r['image_size']} | {r['cfg_scale']:g} | {r['agreement']:.1%} | {r['frechet']:.2f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,11 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="config overrides, as in train.py")
     parser.add_argument("--out", default=None, help="folder for the sample grids (default: next to the checkpoint)")
+    parser.add_argument("--image-size", type=int, nargs="+", default=[None],
+                        help="sample at these sizes (downsampled to the trained size for scoring)")
     args = parser.parse_args(argv)
     out = args.out or osp.join(osp.dirname(osp.abspath(args.checkpoint)), "samples")
     try:
         rows = evaluate(args.config, args.checkpoint, args.per_class, tuple(args.cfg_scales), args.sampler,
-                        args.steps, args.seed, out, args.cfg_options)
+                        args.steps, args.seed, out, args.cfg_options, tuple(args.image_size))
     except (FileNotFoundError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -93,9 +93,12 @@ def test_unconditional_model_and_null_label_default():
     torch.testing.assert_close(conditional(x, t), conditional(x, t, torch.tensor([10, 10])))
 
 
-def test_frozen_sincos_model_runs_on_other_sizes():
-    model = randomize_(tiny()).eval()
-    assert model(torch.randn(1, 3, 10, 14), torch.tensor([3]), torch.tensor([2])).shape == (1, 6, 10, 14)
+@pytest.mark.parametrize("pos_embed", ["sincos_frozen", "sincos", "learned", "fuzzy"])
+def test_every_position_kind_runs_on_other_sizes(pos_embed):
+    model = randomize_(tiny(pos_embed=pos_embed))
+    for mode in (model.train, model.eval):
+        mode()
+        assert model(torch.randn(1, 3, 10, 14), torch.tensor([3]), torch.tensor([2])).shape == (1, 6, 10, 14)
 
 
 @pytest.mark.parametrize("x,y,match", [

@@ -20,13 +20,18 @@ def test_eval_uses_the_configs_sampler_by_default_and_the_flags_otherwise(tmp_pa
     assert eval_digits.main(common + ["--cfg-scales", "1", "2"]) == 0
     out = capsys.readouterr().out
     assert "(ddpm-2;" in out
-    rows = re.findall(r"^\| ([\d.]+) \| ([\d.]+)% \| ([\d.]+) \|$", out, flags=re.M)
-    assert [r[0] for r in rows] == ["1", "2"] and all(0 <= float(r[1]) <= 100 for r in rows)
+    rows = re.findall(r"^\| (\d+) \| ([\d.]+) \| ([\d.]+)% \| ([\d.]+) \|$", out, flags=re.M)
+    assert [r[:2] for r in rows] == [("8", "1"), ("8", "2")] and all(0 <= float(r[2]) <= 100 for r in rows)
     assert (tmp_path / "grids/digits_cfg1.png").is_file() and (tmp_path / "grids/digits_cfg2.png").is_file()
 
     assert eval_digits.main(common + ["--cfg-scales", "1", "--sampler", "ddim", "--steps", "3",
                                       "--cfg-options", "model.sampling.cfg_scale=1.0"]) == 0
     assert "(ddim-3;" in capsys.readouterr().out
+
+    # another resolution: sampled at 12x12 (the resampled sin-cos table), scored after downsampling to 8x8
+    assert eval_digits.main(common + ["--cfg-scales", "1", "--image-size", "12"]) == 0
+    assert re.search(r"^\| 12 \| 1 \| [\d.]+% \|", capsys.readouterr().out, flags=re.M)
+    assert (tmp_path / "grids/digits_cfg1_12px.png").is_file()
 
 
 def test_eval_with_a_missing_checkpoint_names_it(tmp_path, capsys):

@@ -32,7 +32,8 @@ class IsotropicBackbone(Denoiser):
         skip: ``"none"`` | ``"long"``.
         num_classes: 0 for an unconditional model; otherwise the label table has num_classes+1 rows
             (the last is the classifier-free-guidance null label) when ``class_dropout_prob > 0``.
-        pos_embed: ``"sincos_frozen"`` | ``"sincos"`` | ``"learned"`` | ``"none"`` (see PositionEmbedding).
+        pos_embed: ``"sincos_frozen"`` | ``"sincos"`` | ``"learned"`` | ``"fuzzy"`` (ViTAR) | ``"none"`` (see
+            PositionEmbedding); every kind runs at other input sizes (recomputed, resampled or sampled).
         time_embed_mlp: DiT's Linear-SiLU-Linear on 256 frequencies; False = raw D-dim sinusoid (U-ViT).
         norm_affine / norm_eps: the blocks' LayerNorms (DiT: no affine, 1e-6; DRWKV: affine, 1e-5).
         first_norm: LayerNorm on the first block's input; final_norm: LayerNorm before the head.

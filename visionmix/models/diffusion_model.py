@@ -92,9 +92,10 @@ class DiffusionModel(BaseModel):
     @torch.no_grad()
     def sample(self, labels: torch.Tensor | int, *, generator: torch.Generator | None = None,
                backbone: torch.nn.Module | None = None, progress: bool = False, decode: bool = True,
-               **overrides: Any) -> torch.Tensor:
+               size: tuple[int, int] | None = None, **overrides: Any) -> torch.Tensor:
         """Draw samples: ``labels`` (B,) class ids (-1 = unconditional) or a sample count.
 
+        ``size`` (H, W) samples at another input size than the backbone was built for (any-resolution use).
         Returns images in [-1, 1] (decoded through the VAE for latent models when ``decode`` and a VAE
         is configured; raw latents otherwise). ``backbone`` lets callers sample with EMA weights.
         """
@@ -110,7 +111,7 @@ class DiffusionModel(BaseModel):
             labels = torch.full((labels,), -1, dtype=torch.long)
         labels = labels.to(device)
         y = self.backbone_labels(labels)
-        h, w = net.input_size
+        h, w = size or net.input_size
         noise = torch.randn((len(labels), net.in_channels, h, w), generator=generator,
                             device=generator.device if generator is not None else device).to(device)
         common = dict(sampler=opts["sampler"], steps=opts["steps"], generator=generator, progress=progress,
