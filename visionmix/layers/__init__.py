@@ -1,4 +1,5 @@
 """Reusable building blocks shared by every scaffold and mixer."""
+from .conv_gated_ffn import ConvGatedFFN
 from .conditioning import CONDITIONING_MODES, AdaLNModulation, modulate
 from .embedders import LabelEmbedder, TimestepEmbedder, timestep_embedding
 from .ffn import MlpFFN
@@ -8,7 +9,7 @@ from .qshift import q_shift
 from .rwkv_channel_mix import RWKVChannelMix
 
 __all__ = [
-    "CONDITIONING_MODES", "AdaLNModulation", "modulate", "LabelEmbedder", "TimestepEmbedder",
+    "ConvGatedFFN", "CONDITIONING_MODES", "AdaLNModulation", "modulate", "LabelEmbedder", "TimestepEmbedder",
     "timestep_embedding", "MlpFFN", "AdaLNFinalLayer", "ConvFinalLayer", "LinearFinalLayer", "unpatchify",
     "PositionEmbedding", "sincos_1d", "sincos_2d", "q_shift", "RWKVChannelMix",
 ]

@@ -7,12 +7,14 @@ N == H*W in row-major order (those with ``accepts_extra_tokens = True`` also tak
 knows nothing about time, class or diffusion, and works for any (H, W), odd and non-square included.
 """
 from .attention import Attention
+from .band_retnet import BandModulatedRetention
 from .bi_rwkv import BiRWKV
 from .dico_conv import DiCoConv
+from .laformer import LAformerAttention
 from .linear_attention import LinearAttention
 from .rala import RankAugmentedLinearAttention
 from .retnet import ManhattanSelfAttention
 from .window_attention import WindowAttention
 
-__all__ = ["Attention", "BiRWKV", "DiCoConv", "LinearAttention", "ManhattanSelfAttention", "RankAugmentedLinearAttention",
-           "WindowAttention"]
+__all__ = ["Attention", "BandModulatedRetention", "BiRWKV", "DiCoConv", "LAformerAttention", "LinearAttention",
+           "ManhattanSelfAttention", "RankAugmentedLinearAttention", "WindowAttention"]
