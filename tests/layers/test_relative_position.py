@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from visionmix.layers.relative_position import (relative_position_index, shifted_window_mask, window_geometry,
-                                                window_partition, window_reverse)
+from visionmix.layers.relative_position import (log_relative_coords, relative_position_index, shifted_window_mask,
+                                                window_geometry, window_partition, window_reverse)
 
 CPU = torch.device("cpu")
 
@@ -107,3 +107,41 @@ def test_cached_tables_built_in_inference_mode_still_support_backward():
     # indexing saves the index, multiplying saves the mask: both must be ordinary tensors
     (table[index.flatten()].sum() + (table[0, 0] * mask).nan_to_num(neginf=0.0).sum()).backward()
     assert table.grad is not None
+
+
+@pytest.mark.parametrize("window, normaliser", [((3, 3), (3, 3)), ((8, 8), (8, 8)), ((2, 5), (8, 8)),
+                                                ((12, 12), (8, 8)), ((4, 3), (5, 7))])
+def test_log_coords_match_the_closed_form_in_index_order(window, normaliser):
+    """Row r holds (φ(Δr), φ(Δc)) of the offset that relative_position_index(window, window) maps to r."""
+    coords = log_relative_coords(window, normaliser, CPU, torch.float64)
+    assert coords.shape == ((2 * window[0] - 1) * (2 * window[1] - 1), 2) and coords.dtype == torch.float64
+    index = relative_position_index(window, window, CPU)
+    length = window[0] * window[1]
+    for i in range(length):
+        for j in range(length):
+            for axis, delta in enumerate((i // window[1] - j // window[1], i % window[1] - j % window[1])):
+                t = delta * 8 / (normaliser[axis] - 1)
+                expected = math.copysign(math.log2(1 + abs(t)), t) / math.log2(8) if delta else 0.0
+                assert coords[index[i, j], axis].item() == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_log_coords_reach_log8_of_9_at_the_built_window_and_are_cached():
+    coords = log_relative_coords((8, 8), (8, 8), CPU, torch.float32)
+    assert coords.abs().max().item() == pytest.approx(math.log2(9) / 3)  # |Δ| = M - 1 is scaled to 8, as V2
+    assert log_relative_coords((8, 8), (8, 8), CPU, torch.float32) is coords
+    assert log_relative_coords((8, 8), (8, 8), CPU, torch.float64) is not coords  # dtype is part of the key
+    # a smaller window reads the same values for the offsets it has
+    small = log_relative_coords((4, 4), (8, 8), CPU, torch.float32).view(7, 7, 2)
+    torch.testing.assert_close(small, coords.view(15, 15, 2)[4:11, 4:11], rtol=0, atol=0)
+
+
+def test_log_coords_of_a_one_token_window_are_finite():
+    assert torch.equal(log_relative_coords((1, 1), (1, 1), CPU, torch.float32), torch.zeros(1, 2))
+
+
+def test_log_coords_built_in_inference_mode_still_support_backward():
+    with torch.inference_mode():
+        coords = log_relative_coords((2, 3), (6, 6), CPU, torch.float32)
+    weight = torch.randn(2, 4, requires_grad=True)
+    (coords @ weight).square().sum().backward()  # matmul saves coords for weight's gradient
+    assert weight.grad is not None

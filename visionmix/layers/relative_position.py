@@ -13,9 +13,18 @@ neighbours of the rest of their window, so ``shifted_window_mask`` forbids atten
 and between any query and a padding key. The result is the non-cyclic partition of the real grid into
 windows offset by s: tokens i, j attend iff floor((r_i - s_h) / M_h) and floor((c_i - s_w) / M_w) agree.
 
-Index and mask are pure functions of the geometry, cached per (grid, window, shift, device), so a forward pass
-never rebuilds them. Paper: Liu et al., "Swin Transformer: Hierarchical Vision Transformer using Shifted
-Windows", ICCV 2021.
+Swin-V2's continuous position bias replaces the table by an MLP of log-spaced offsets, one row per offset in
+the same order as the table (``log_relative_coords``):
+
+    φ(Δ) = sign(Δ) · log2(1 + 8 |Δ| / (M₀ - 1)) / log2(8),   row (Δr + m_h - 1)(2 m_w - 1) + (Δc + m_w - 1)
+
+for a window m_h × m_w, normalised by a fixed M₀ (the window the model was built / trained with) so that an
+offset gets the same coordinates whatever the current window.
+
+Index, coordinates and mask are pure functions of the geometry, cached per (grid, window, shift, device), so
+a forward pass never rebuilds them. Papers: Liu et al., "Swin Transformer: Hierarchical Vision Transformer
+using Shifted Windows", ICCV 2021; Liu et al., "Swin Transformer V2: Scaling Up Capacity and Resolution",
+CVPR 2022.
 """
 from __future__ import annotations
 
@@ -60,6 +69,20 @@ def relative_position_index(window: tuple[int, int], table: tuple[int, int], dev
     d_row = rows[:, None] - rows[None, :]
     d_col = cols[:, None] - cols[None, :]
     return (d_row + table[0] - 1) * (2 * table[1] - 1) + (d_col + table[1] - 1)
+
+
+@grid_cache(64)
+def log_relative_coords(window: tuple[int, int], normaliser: tuple[int, int], device: torch.device,
+                        dtype: torch.dtype) -> torch.Tensor:
+    """((2 window_h - 1)(2 window_w - 1), 2) log-spaced (φ(Δr), φ(Δc)) of every offset of a window, in the
+    row order of ``relative_position_index(window, window)``; axis a is scaled by 8 / (normaliser_a - 1)
+    (by 8 when normaliser_a = 1, where Swin-V2 would divide by zero). Any window size works."""
+    axes = []
+    for side, norm in zip(window, normaliser):
+        delta = torch.arange(-(side - 1), side, dtype=torch.float64) * (8.0 / max(norm - 1, 1))
+        axes.append(torch.sign(delta) * torch.log2(delta.abs() + 1.0) / 3.0)  # log2(8) = 3
+    d_row, d_col = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack([d_row, d_col], dim=-1).reshape(-1, 2).to(device=device, dtype=dtype)
 
 
 def window_partition(x: torch.Tensor, window: tuple[int, int]) -> torch.Tensor:

@@ -9,6 +9,7 @@ knows nothing about time, class or diffusion, and works for any (H, W), odd and 
 from .attention import Attention
 from .band_retnet import BandModulatedRetention
 from .bi_rwkv import BiRWKV
+from .conv_mixer import ConvMixer
 from .dico_conv import DiCoConv
 from .laformer import LAformerAttention
 from .linear_attention import LinearAttention
@@ -16,5 +17,5 @@ from .rala import RankAugmentedLinearAttention
 from .retnet import ManhattanSelfAttention
 from .window_attention import WindowAttention
 
-__all__ = ["Attention", "BandModulatedRetention", "BiRWKV", "DiCoConv", "LAformerAttention", "LinearAttention",
-           "ManhattanSelfAttention", "RankAugmentedLinearAttention", "WindowAttention"]
+__all__ = ["Attention", "BandModulatedRetention", "BiRWKV", "ConvMixer", "DiCoConv", "LAformerAttention",
+           "LinearAttention", "ManhattanSelfAttention", "RankAugmentedLinearAttention", "WindowAttention"]

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..layers.conv import depthwise_conv
 from ..layers.init import xavier_init_
 from ..registry import MIXERS
 
@@ -27,10 +28,8 @@ class DiCoConv(nn.Module):
     def __init__(self, dim: int, num_heads: int | None = None, *, kernel_size: int = 3, layer_id: int = 0,
                  num_layers: int = 1):
         super().__init__()
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"dico_conv kernel_size must be odd and positive, got {kernel_size}")
         self.conv1 = nn.Conv2d(dim, dim, 1)
-        self.conv2 = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.conv2 = depthwise_conv(dim, kernel_size, owner="dico_conv")
         self.ca = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(dim, dim, 1), nn.Sigmoid())
         self.conv3 = nn.Conv2d(dim, dim, 1)
         self.init_weights()
