@@ -1,8 +1,9 @@
 """Registries for every pluggable part, and the builders that read config dicts.
 
-A config's ``type`` may be the class itself (pure-Python configs), a dotted import path (what a YAML
-dump of such a config contains), or a registered short name (``"attention"``). A bare string or class
-stands for that component with its defaults, so ``--cfg-options model.backbone.mixer=linear_attention``
+A config's ``type`` may be the class itself (pure-Python configs), a registered short name (``"attention"``)
+or a dotted import path (what a YAML dump of such a config contains) inside a trusted package: a config
+string is data, so it never imports an arbitrary module (see ``TRUSTED_TYPE_PREFIXES``). A bare string or
+class stands for that component with its defaults, so ``--cfg-options model.backbone.mixer=linear_attention``
 is a complete mixer swap.
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import inspect
-from typing import Any, Mapping, Union
+from typing import Any, Iterable, Mapping, Union
 
 import torch.nn as nn
 import yaml
@@ -60,21 +61,106 @@ def as_config(spec: ComponentCfg) -> dict:
     raise TypeError(f"expected a name, a class or a dict with 'type', got {type(spec).__name__}: {spec!r}")
 
 
+# Where a ``type`` given as a dotted import path may point. mmengine's ``Registry.get`` imports ANY path
+# ("os.system"), so a config string would be code: strings resolve only through registries or under these
+# packages (plus what a config trusts: its ``trusted_type_prefixes`` and ``custom_imports`` modules).
+TRUSTED_TYPE_PREFIXES = ("visionmix", "torch.nn", "torch.optim", "mmengine", "timm", "diffusers")
+_extra_prefixes: set[str] = set()
+
+
+class UntrustedTypeError(ValueError):
+    """A config string named an import path outside the trusted packages; nothing was imported."""
+
+
+def trust_type_prefixes(prefixes: Iterable[str]) -> None:
+    """Trust dotted-path types under ``prefixes`` from now on, for every builder in this process."""
+    _extra_prefixes.update(p.strip().rstrip(".") for p in prefixes if p.strip().rstrip("."))
+
+
+def trusted_prefixes() -> tuple[str, ...]:
+    """The built-in packages, then those configs added."""
+    return TRUSTED_TYPE_PREFIXES + tuple(sorted(_extra_prefixes - set(TRUSTED_TYPE_PREFIXES)))
+
+
+def is_trusted_path(path: str) -> bool:
+    """Whether ``path`` lies inside a trusted package (whole dotted components: ``torch.nnx`` is not ``torch.nn``)."""
+    return any(path == p or path.startswith(p + ".") for p in trusted_prefixes())
+
+
+def not_allowed(path: str, where: str = "") -> str:
+    """The one message for a refused type string (``where``: its place in the config, if known)."""
+    at = f" at {where}" if where else ""
+    return (f"type {path!r}{at} is not allowed: types must be registered names or live under "
+            f"{', '.join(trusted_prefixes())} (add a prefix to trusted_type_prefixes to allow another package)")
+
+
+def all_registries() -> list[Registry]:
+    """visionmix's registries and mmengine's root registries (with their children), for name look-ups."""
+    from mmengine.registry import root
+
+    found: dict[int, Registry] = {}
+    todo = [MIXERS, FFNS, BACKBONES, MODELS, OBJECTIVES] + [v for v in vars(root).values() if isinstance(v, Registry)]
+    while todo:
+        reg = todo.pop()
+        if id(reg) not in found:
+            found[id(reg)] = reg
+            todo.extend(reg.children.values())
+    return list(found.values())
+
+
+def lookup(registry: Registry, name: str) -> Any:
+    """What ``name`` (or ``scope.name``) is registered as in ``registry`` or its ancestors; None, importing nothing."""
+    registry.import_from_location()
+    scope, key = registry.split_scope_key(name)
+    if scope not in (None, registry.scope):
+        return None
+    reg: Registry | None = registry
+    while reg is not None:
+        if key in reg.module_dict:
+            return reg.module_dict[key]
+        reg = reg.parent if scope is None else None
+    return None
+
+
+def import_trusted(path: str) -> Any:
+    """Import what a dotted path names: only under a trusted prefix, and only a class (or a registered object,
+    e.g. a collate function) whose own module is trusted too, so no attribute hop reaches a foreign callable."""
+    if not is_trusted_path(path):
+        raise UntrustedTypeError(not_allowed(path))
+    from mmengine.utils import get_object_from_string  # the resolver Registry.get falls back to
+
+    obj = get_object_from_string(path)
+    if obj is None or inspect.ismodule(obj):
+        raise UnknownComponentError(f"type {path!r} names no class: nothing importable has that path")
+    home = getattr(obj, "__module__", None) or ""
+    registered = any(obj is v for reg in all_registries() for v in reg.module_dict.values())
+    if not (is_trusted_path(home) and (inspect.isclass(obj) or registered)):
+        raise UntrustedTypeError(f"type {path!r} is not allowed: it resolves to {home or '?'}."
+                                 f"{getattr(obj, '__qualname__', obj)}, which is not a class of a trusted package")
+    return obj
+
+
 def resolve_type(registry: Registry, type_: Any) -> type:
-    """Return the class a ``type`` entry denotes, or raise listing what ``registry`` knows."""
+    """Return the class a ``type`` entry denotes, or raise listing what ``registry`` knows.
+
+    A string is a name registered in ``registry`` or a trusted dotted path; nothing else is imported.
+    """
     if not isinstance(type_, str):
         if callable(type_):
             return type_
         raise TypeError(f"'type' must be a class or a name, got {type_!r}")
-    registry.import_from_location()
-    found = registry.get(type_)
-    if found is None:
-        known = ", ".join(sorted(registry.module_dict)) or "(none registered)"
-        raise UnknownComponentError(
-            f"unknown {registry.name} {type_!r}. Known {registry.name}s: {known}. "
-            "A dotted import path (package.module.Class) also works."
-        )
-    return found
+    found = lookup(registry, type_)
+    if found is not None:
+        return found
+    if "." in type_:
+        return import_trusted(type_)
+    known = ", ".join(sorted(registry.module_dict)) or "(none registered)"
+    close = difflib.get_close_matches(type_, list(registry.module_dict), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise UnknownComponentError(
+        f"unknown {registry.name} {type_!r}{hint}. Known {registry.name}s: {known}. "
+        "A dotted import path (package.module.Class) also works."
+    )
 
 
 # arguments every scaffold passes to its parts: not "options" a user sets in a config
@@ -108,7 +194,7 @@ def build_model(cfg: ComponentCfg) -> nn.Module:
     cfg = as_config(cfg)
     type_ = cfg.pop("type")
     registry = MODELS
-    if isinstance(type_, str) and MODELS.get(type_) is None and BACKBONES.get(type_) is not None:
+    if isinstance(type_, str) and lookup(MODELS, type_) is None and lookup(BACKBONES, type_) is not None:
         registry = BACKBONES
     return resolve_type(registry, type_)(**cfg)
 

@@ -11,6 +11,10 @@ from ..registry import BACKBONES, MODELS, OBJECTIVES, ComponentCfg, as_config, b
 from .data_preprocessor import DiffusionDataPreprocessor
 
 
+# what ``sampling`` (config) and the keyword overrides of :meth:`DiffusionModel.sample` may set
+SAMPLING_OPTIONS = ("sampler", "steps", "cfg_scale", "guided_channels", "clip_denoised", "eta")
+
+
 @MODELS.register_module(name="DiffusionModel")
 class DiffusionModel(BaseModel):
     """``backbone`` is the denoiser ``(x_t, t, y) -> prediction``; ``diffusion`` is the objective.
@@ -102,7 +106,7 @@ class DiffusionModel(BaseModel):
         if self.diffusion is None:
             raise ValueError("sampling needs a diffusion objective: set model.diffusion in the config")
         opts = {**self.sampling, **overrides}
-        unknown = set(opts) - {"sampler", "steps", "cfg_scale", "guided_channels", "clip_denoised", "eta"}
+        unknown = set(opts) - set(SAMPLING_OPTIONS)
         if unknown:
             raise TypeError(f"unknown sampling options {sorted(unknown)}")
         net = backbone if backbone is not None else self.backbone
