@@ -9,13 +9,16 @@ knows nothing about time, class or diffusion, and works for any (H, W), odd and 
 from .attention import Attention
 from .band_retnet import BandModulatedRetention
 from .bi_rwkv import BiRWKV
+from .cluster_attention import ClusterAttention
 from .conv_mixer import ConvMixer
 from .dico_conv import DiCoConv
 from .laformer import LAformerAttention
 from .linear_attention import LinearAttention
 from .rala import RankAugmentedLinearAttention
 from .retnet import ManhattanSelfAttention
+from .sparse_scan_attention import SparseScanAttention
 from .window_attention import WindowAttention
 
-__all__ = ["Attention", "BandModulatedRetention", "BiRWKV", "ConvMixer", "DiCoConv", "LAformerAttention",
-           "LinearAttention", "ManhattanSelfAttention", "RankAugmentedLinearAttention", "WindowAttention"]
+__all__ = ["Attention", "BandModulatedRetention", "BiRWKV", "ClusterAttention", "ConvMixer", "DiCoConv",
+           "LAformerAttention", "LinearAttention", "ManhattanSelfAttention", "RankAugmentedLinearAttention",
+           "SparseScanAttention", "WindowAttention"]

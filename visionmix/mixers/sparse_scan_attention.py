@@ -1,0 +1,135 @@
+"""Sparse Scan Self-Attention (SSViT's S3A), registered as ``sparse_scan_attention``.
+
+    NA_(k, d)(q, k, V)_i = sum_{j in nb_(k, d)(i)} softmax_j(q'_i · k'_j / sqrt(d_h)) V_j      (per head)
+    S3A(X) = W_o (NA_(g, s)(q', k', NA_(l, 1)(q', k', V)) + LePE(V)),   q' = RoPE(Q), k' = RoPE(K)
+
+``nb_(k, d)(i)``: the k×k neighbourhood of token i with dilation d under NATTEN's border rule (the window is
+shifted inward, per dilation group, so every query sees exactly k² keys; ``visionmix.layers.neighborhood``).
+The paper's "anchors of interest": a local pass gathers an l×l window around every token, then a sparse pass
+over those local summaries attends to g×g anchors spaced s apart, so each token reaches across the grid.
+The official code's rule (``dilation=None``, default), with K = ``kernel_size`` and m = min(H, W):
+
+- even ``layer_id``: l = K, g = toodd(m // K), s = K;   odd ``layer_id`` ("reverse"): l = toodd(m // K), g = K,
+  s = m // K;  toodd(n) = n or n + 1, whichever is odd.
+- s shrinks until g · s <= m (at least 1); a pass whose l or g (before toodd) is <= 1 is skipped.
+
+Per query that is l² + g² keys, so the cost grows as N (K² + (m / K)²): linear only while m ≲ K²
+(7 → 49 tokens a side). An explicit ``dilation`` d instead runs one K×K pass with that dilation (DiNAT-style;
+d = 1 is NAT): exactly O(N K²). A side too short for a window is clamped (kernel min(k, side), dilation
+reduced; see the layers module): small grids get full attention along that side, never an error.
+
+Q, K, V come from one biased projection (the official 1×1 ``qkv`` conv); 2-D RoPE on q, k in RMT/SSViT's
+layout (``visionmix.layers.rope``, = the official ``theta_shift``); LePE is a depthwise 5×5 conv of V
+(``lepe_kernel_size``, 0 = off). Logits, softmax and both passes run in float32 (float64 for float64 inputs),
+also under autocast. Memory O(N K² d) (gathered keys and values), never N×N. Init: trunc-normal(.02) Linears
+with zero biases and LePE kernel, zero LePE bias, as the official model init (it overrides the module's
+xavier init). NATTEN is not used: indices are gathered in PyTorch, cached per (H, W, kernel, dilation, device).
+
+Shapes: x (B, H*W, C) -> (B, H*W, C), heads of width C / num_heads (even, >= 4, for the 2-D RoPE).
+Paper: Fan et al., "Vision Transformer with Sparse Scan Prior" (SSViT), 2024 (code: qhfan/SSViT).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from einops import rearrange
+from timm.layers import trunc_normal_
+
+from ..layers.init import vit_init_
+from ..layers.lepe import DepthwiseConvPE
+from ..layers.neighborhood import neighborhood_attention, neighborhood_index
+from ..layers.rope import RoPE2d, check_rope_head_dim
+from ..registry import MIXERS
+
+
+def toodd(n: int) -> int:
+    return n if n % 2 else n + 1
+
+
+def scan_passes(hw: tuple[int, int], kernel_size: int, reverse: bool) -> list[tuple[int, int]]:
+    """The official S3A schedule on an H×W grid: [(kernel, dilation)] of the local pass, then the sparse one."""
+    m = min(hw)
+    local, grid = (m // kernel_size, kernel_size) if reverse else (kernel_size, m // kernel_size)
+    passes = []
+    if local > 1:
+        passes.append((toodd(local), 1))
+    if grid > 1:
+        stride = max(local, 1)
+        while stride > 1 and toodd(grid) * stride > m:
+            stride -= 1
+        passes.append((toodd(grid), stride))
+    return passes
+
+
+@MIXERS.register_module(name="sparse_scan_attention")
+class SparseScanAttention(nn.Module):
+    """SSViT's S3A. Options: ``kernel_size`` (odd, >= 3; the official 7), ``dilation`` (None: the paper's
+    two-pass scan, alternating with ``layer_id``; an int: one neighbourhood pass with that dilation),
+    ``lepe_kernel_size`` (odd, 0 = off), ``qkv_bias``, ``rope_base``."""
+
+    layout = "tokens"
+    accepts_extra_tokens = False
+
+    def __init__(self, dim: int, num_heads: int = 8, *, kernel_size: int = 7, dilation: int | None = None,
+                 lepe_kernel_size: int = 5, qkv_bias: bool = True, rope_base: float = 10000.0,
+                 layer_id: int = 0, num_layers: int = 1):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"sparse_scan_attention width {dim} is not divisible by num_heads={num_heads}")
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        check_rope_head_dim(self.head_dim, owner=f"sparse_scan_attention's 2-D RoPE (head width {dim} / {num_heads})")
+        if not isinstance(kernel_size, int) or kernel_size < 3 or kernel_size % 2 == 0:
+            raise ValueError(f"sparse_scan_attention kernel_size must be an odd integer >= 3 (a centred "
+                             f"neighbourhood), got {kernel_size!r}")
+        if dilation is not None and (not isinstance(dilation, int) or dilation < 1):
+            raise ValueError(f"sparse_scan_attention dilation must be None (the paper's two-pass scan) or a "
+                             f"positive integer, got {dilation!r}")
+        if lepe_kernel_size < 0 or (lepe_kernel_size and lepe_kernel_size % 2 == 0):
+            raise ValueError(f"sparse_scan_attention lepe_kernel_size must be 0 (off) or an odd positive "
+                             f"integer, got {lepe_kernel_size}")
+        self.kernel_size, self.dilation, self.reverse = kernel_size, dilation, layer_id % 2 == 1
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.rope = RoPE2d(self.head_dim, rope_base)
+        self.lepe = DepthwiseConvPE(dim, lepe_kernel_size) if lepe_kernel_size else None
+        self.proj = nn.Linear(dim, dim)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        vit_init_(self)
+        if self.lepe is not None:
+            trunc_normal_(self.lepe.conv.weight, std=0.02)
+            nn.init.zeros_(self.lepe.conv.bias)
+
+    def extra_repr(self) -> str:
+        mode = "scan (reverse)" if self.reverse else "scan"
+        return (f"num_heads={self.num_heads}, kernel_size={self.kernel_size}, "
+                f"dilation={mode if self.dilation is None else self.dilation}")
+
+    def passes(self, hw: tuple[int, int]) -> list[tuple[int, int]]:
+        """[(kernel, dilation)] run in order on an H×W grid, each pass attending over the previous one's output."""
+        if self.dilation is None:
+            return scan_passes(hw, self.kernel_size, self.reverse)
+        return [(self.kernel_size, self.dilation)]
+
+    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        h, w = hw
+        if x.shape[1] != h * w:
+            raise ValueError(
+                f"sparse_scan_attention needs exactly H*W = {h}*{w} = {h * w} grid tokens (its neighbourhoods "
+                f"and RoPE read grid positions), got {x.shape[1]}: extra condition tokens are not supported, use "
+                "conditioning='adaln_zero' or 'adaln' with it")
+        dim = x.shape[-1]
+        q, k, v = self.qkv(x).split(dim, dim=-1)
+        compute = torch.promote_types(v.dtype, torch.float32)
+        with torch.autocast(x.device.type, enabled=False):
+            qk = rearrange(torch.cat([q, k], dim=-1).to(compute), "b n (two h d) -> two b h n d", two=2,
+                           h=self.num_heads)
+            q, k = self.rope(qk, hw)
+            out = rearrange(v.to(compute), "b n (h d) -> b h n d", h=self.num_heads)
+            for kernel, dilation in self.passes(hw):
+                index = neighborhood_index(h, w, kernel, dilation, x.device)
+                out = neighborhood_attention(q, k, out, index, scale=self.head_dim ** -0.5)
+        out = rearrange(out, "b h n d -> b n (h d)").to(v.dtype)
+        if self.lepe is not None:
+            out = out + self.lepe(v, hw)
+        return self.proj(out)
