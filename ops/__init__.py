@@ -57,7 +57,7 @@ def _load_native():
                 raise RuntimeError(f"extension chunk {_native.chunk_size()} != {CHUNK}; stale build?")
         except Exception as exc:  # a failed build of any kind falls back to torch
             _native = None
-            _native_error = _summarise(exc)
+            _native_error = str(exc) if isinstance(exc, loader.NativeBuildError) else _summarise(exc)
     return _native
 
 

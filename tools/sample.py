@@ -5,84 +5,195 @@
 
 The ``.npz`` matches the ADM evaluation suite's reference batches. With several processes every rank
 samples its share (sample i goes to rank i % world_size) and rank 0 assembles them in order.
+Outputs appear whole or not at all (written under temporary names, then renamed).
+Exit codes: 0 done, 1 runtime error (missing or unfitting checkpoint...), 2 bad arguments.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import math
 import os
 import os.path as osp
 import sys
+from types import ModuleType
+from typing import Any, List, Optional, Sequence, Tuple
 
-import numpy as np
-import torch
-import torch.distributed as dist
-from mmengine.config import DictAction
-from torchvision.utils import save_image
-
-from visionmix import build_model
-from visionmix.config import load_config
-from visionmix.engine import CheckpointError, trust_path
-from visionmix.engine.checkpoint import load_local_checkpoint
+# torch, numpy, mmengine and visionmix are imported inside the functions that need them: --help and
+# bad arguments answer at once instead of after many seconds of imports.
+SHOWN_MISMATCHES = 5
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def cli() -> ModuleType:
+    """:mod:`visionmix.cli` without importing the visionmix package (which imports torch): the module
+    has no dependencies, so it is loaded from its file when the package is not loaded yet."""
+    if "visionmix.cli" in sys.modules:
+        return sys.modules["visionmix.cli"]
+    if "visionmix" in sys.modules:
+        return importlib.import_module("visionmix.cli")
+    package = importlib.util.find_spec("visionmix")
+    spec = importlib.util.spec_from_file_location(
+        "visionmix.cli", osp.join(package.submodule_search_locations[0], "cli.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["visionmix.cli"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the tools' error format: ``error: ...`` first, exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}\n(see {self.prog} --help)\n")
+
+
+class CfgOptionsAction(argparse.Action):
+    """``KEY=VALUE`` pairs into a dict, values parsed like mmengine's DictAction (imported only when used)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if bad := next((v for v in values if "=" not in v), None):
+            parser.error(f"--cfg-options takes KEY=VALUE pairs, got {bad!r}")
+        from mmengine.config import DictAction
+
+        options = dict(getattr(namespace, self.dest, None) or {})
+        for pair in values:
+            key, value = pair.split("=", 1)
+            options[key] = DictAction._parse_iterable(value)
+        setattr(namespace, self.dest, options)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """The command line (argparse only: no heavy imports)."""
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config")
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by tools/train.py, or a state dict")
     parser.add_argument("--num", type=int, default=64, help="number of samples")
-    parser.add_argument("--labels", type=int, nargs="+", help="class ids to cycle through (default: random classes)")
+    parser.add_argument("--labels", type=int, nargs="+",
+                        help="class ids to cycle through (default: random classes); -1 = no label, "
+                             "if the model has a null label")
     parser.add_argument("--cfg-scale", type=float, default=None, help="classifier-free guidance scale (1 = none)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--sampler", choices=["ddpm", "ddim", "euler", "heun", "ode", "sde"], default=None)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="output folder (default: next to the checkpoint)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", default=None, help="output folder (default: samples/ next to the checkpoint)")
+    parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction)
+    parser.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, metavar="KEY=VALUE")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser.parse_args(argv)
 
 
-def load_weights(model: torch.nn.Module, path: str) -> None:
-    """Load model weights; for training checkpoints the EMA weights (mmengine stores them as state_dict)."""
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse bad values before anything is imported, built or written (:class:`UsageError`)."""
+    usage = cli().UsageError
+    for flag, value in (("--num", args.num), ("--batch-size", args.batch_size), ("--steps", args.steps)):
+        if value is not None and value <= 0:
+            raise usage(f"{flag} must be a positive integer, got {value}")
+    if args.cfg_scale is not None and not (math.isfinite(args.cfg_scale) and args.cfg_scale >= 0):
+        raise usage(f"--cfg-scale must be a finite number >= 0 (1 = no guidance), got {args.cfg_scale}")
+    if args.out is not None and osp.exists(args.out) and not osp.isdir(args.out):
+        raise usage(f"--out {args.out} is a file, not a folder")
+    if not osp.isfile(args.checkpoint):
+        where = osp.abspath(osp.expanduser(args.checkpoint))
+        folder = osp.dirname(where)
+        near = sorted(f for f in os.listdir(folder) if f.endswith((".pth", ".pt"))) if osp.isdir(folder) else []
+        hint = f" ({folder} has {', '.join(near[:4])}{', ...' if len(near) > 4 else ''})" if near else ""
+        raise FileNotFoundError(f"checkpoint not found: {where}{hint}")
+
+
+def check_labels(args: argparse.Namespace, model: Any, cfg_scale: float) -> None:
+    """Labels and guidance the built model can take (:class:`UsageError` otherwise)."""
+    usage = cli().UsageError
+    backbone = model.backbone
+    null = backbone.null_class
+    if not model.conditional:
+        if args.labels:
+            raise usage(f"--labels: this model is unconditional (num_classes={backbone.num_classes})")
+        return
+    allowed = f"0..{backbone.num_classes - 1}" + (" or -1 (no label)" if null is not None else "")
+    for label in args.labels or []:
+        if not (0 <= label < backbone.num_classes or (label == -1 and null is not None)):
+            reason = " (this model has no null label: it was trained with class_dropout_prob=0)" if label == -1 else ""
+            raise usage(f"--labels: {label} is not a class of this model; use {allowed}{reason}")
+    if cfg_scale != 1.0 and null is None:
+        raise usage(f"--cfg-scale {cfg_scale}: guidance needs a null label and this model has none "
+                    "(class_dropout_prob=0); use --cfg-scale 1")
+
+
+def load_weights(model: Any, path: str, config: str) -> None:
+    """Load model weights; for training checkpoints the EMA weights (mmengine stores them as state_dict).
+
+    A checkpoint of another model raises a :class:`CheckpointMismatchError` of a few lines: counts, the
+    first mismatches with their shapes, and the config the checkpoint was trained with if it says."""
+    from visionmix.engine import trust_path
+    from visionmix.engine.checkpoint import (CheckpointError, CheckpointMismatchError, load_local_checkpoint,
+                                             shapes_of, trained_with)
+
     trust_path(path)  # named explicitly by the user
-    checkpoint = load_local_checkpoint(path, map_location="cpu")
+    try:
+        checkpoint = load_local_checkpoint(path, map_location="cpu")
+    except OSError as err:  # torch.load of a truncated zip can fail with a bare "[Errno 22]"
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {err})") from err
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("data_preprocessor")]
-    if missing or unexpected:
-        raise CheckpointError(f"{path} does not fit this config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    saved, wanted = shapes_of(state), shapes_of(model.state_dict())
+    differ = [k for k in wanted if k in saved and saved[k] != wanted[k]]
+    missing = [k for k in wanted if k not in saved and not k.startswith("data_preprocessor")]
+    unexpected = [k for k in saved if k not in wanted]
+    if differ or missing or unexpected:
+        origin = trained_with(checkpoint) if isinstance(checkpoint, dict) else None
+        examples = [f"  {k}: checkpoint {saved[k]} vs model {wanted[k]}" for k in differ]
+        examples += [f"  {k}: not in the checkpoint" for k in missing]
+        examples += [f"  {k}: not in the model" for k in unexpected]
+        raise CheckpointMismatchError(
+            f"checkpoint {path} does not fit {config}: {len(differ)} of {len(wanted)} tensors differ in shape, "
+            f"{len(missing)} missing, {len(unexpected)} unexpected; "
+            + (f"it was trained with {origin}" if origin else "pass the config it was trained with")
+            + "\n" + "\n".join(examples[:SHOWN_MISMATCHES]))
+    model.load_state_dict(state, strict=False)
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
+def to_uint8(images: Any) -> Any:
     """[-1, 1] (N, C, H, W) -> uint8 (N, H, W, 3); single-channel images are repeated to RGB."""
+    import torch
+
     x = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
     if x.shape[-1] == 1:
         x = x.repeat(1, 1, 1, 3)
     return x.cpu().numpy()
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.launcher == "pytorch" and not dist.is_initialized():
-        dist.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    if args.device.startswith("cuda"):
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    try:
-        cfg = load_config(args.config, args.cfg_options)
-        model = build_model(cfg.model)
-        load_weights(model, args.checkpoint)
-    except (FileNotFoundError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    model.to(args.device).eval()
-    overrides = {k: v for k, v in dict(cfg_scale=args.cfg_scale, steps=args.steps, sampler=args.sampler).items()
-                 if v is not None}
-    out_dir = args.out or osp.join(osp.dirname(osp.abspath(args.checkpoint)), "samples")
+def write_outputs(out_dir: str, name: str, arr: Any, labels: Any) -> List[str]:
+    """``<name>.npz`` and ``<name>.png`` in ``out_dir``, each written whole under a temporary name in that
+    folder and renamed at the end; on any failure neither temporary file remains."""
+    import numpy as np
+    import torch
+    from torchvision.utils import save_image
+
     os.makedirs(out_dir, exist_ok=True)
+    final = [osp.join(out_dir, name + ext) for ext in (".npz", ".png")]
+    temp = [osp.join(out_dir, f".{name}.{os.getpid()}.partial{ext}") for ext in (".npz", ".png")]
+    try:
+        np.savez(temp[0], arr_0=arr, labels=labels)
+        grid = torch.from_numpy(arr[:64]).permute(0, 3, 1, 2).float() / 255
+        save_image(grid, temp[1], nrow=int(math.sqrt(min(64, len(arr)))) or 1)
+        for src, dst in zip(temp, final):
+            os.replace(src, dst)
+    finally:
+        for path in temp:
+            if osp.exists(path):
+                os.remove(path)
+    return final
+
+
+def sample_all(args: argparse.Namespace, model: Any, overrides: dict, rank: int, world: int) -> Tuple[Any, Any]:
+    """This rank's samples (uint8, N x H x W x 3) and every sample's label."""
+    import numpy as np
+    import torch
 
     label_gen = torch.Generator().manual_seed(args.seed)
     if not model.conditional:
@@ -99,28 +210,73 @@ def main(argv: list[str] | None = None) -> int:
         images = model.sample(all_labels[idx], generator=generator, progress=rank == 0, **overrides)
         chunks.append(to_uint8(images))
     shard = np.concatenate(chunks) if chunks else np.zeros((0, 0, 0, 3), np.uint8)
-    np.save(osp.join(out_dir, f".shard_{rank}.npy"), shard)
-    if world > 1:
+    return shard, all_labels.numpy()
+
+
+def gather(shard: Any, out_dir: str, num: int, rank: int, world: int) -> Any:
+    """All ranks' samples in order on rank 0 (None elsewhere), through ``.shard_<r>.npy`` files in
+    ``out_dir`` that are removed again whatever happens."""
+    import numpy as np
+    import torch.distributed as dist
+
+    if world == 1:
+        return shard
+    os.makedirs(out_dir, exist_ok=True)
+    paths = [osp.join(out_dir, f".shard_{r}.npy") for r in range(world)]
+    arr = None
+    try:
+        np.save(paths[rank] + ".partial.npy", shard)
+        os.replace(paths[rank] + ".partial.npy", paths[rank])
         dist.barrier()
-    if rank == 0:
-        shards = [np.load(osp.join(out_dir, f".shard_{r}.npy")) for r in range(world)]
-        arr = np.empty((args.num, *shards[0].shape[1:]), np.uint8)
-        for r, s in enumerate(shards):
-            arr[r::world] = s
-        name = f"samples_{args.num}_cfg{overrides.get('cfg_scale', model.sampling['cfg_scale'])}"
-        tmp = osp.join(out_dir, name + ".partial.npz")
-        np.savez(tmp, arr_0=arr, labels=all_labels.numpy())
-        os.replace(tmp, osp.join(out_dir, name + ".npz"))
-        grid = torch.from_numpy(arr[:64]).permute(0, 3, 1, 2).float() / 255
-        save_image(grid, osp.join(out_dir, name + ".png"), nrow=int(math.sqrt(min(64, args.num))) or 1)
-        for r in range(world):
-            os.remove(osp.join(out_dir, f".shard_{r}.npy"))
-        print(f"wrote {osp.join(out_dir, name + '.npz')} ({arr.shape}) and {name}.png")
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+        if rank == 0:
+            shards = [np.load(p) for p in paths]
+            arr = np.empty((num, *shards[0].shape[1:]), np.uint8)
+            for r, s in enumerate(shards):
+                arr[r::world] = s
+        dist.barrier()  # every shard is read before its rank removes it
+        return arr
+    finally:
+        for path in (paths[rank], paths[rank] + ".partial.npy"):
+            if osp.exists(path):
+                os.remove(path)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Validate, build, load, sample, write; errors are raised for :func:`visionmix.cli.run_tool`."""
+    args = parse_args(argv)
+    check_args(args)
+    import torch
+    import torch.distributed as dist
+
+    from visionmix import build_model
+    from visionmix.config import load_config
+
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cfg = load_config(args.config, args.cfg_options)
+    model = build_model(cfg.model)
+    overrides = {k: v for k, v in dict(cfg_scale=args.cfg_scale, steps=args.steps, sampler=args.sampler).items()
+                 if v is not None}
+    cfg_scale = overrides.get("cfg_scale", model.sampling["cfg_scale"])
+    check_labels(args, model, cfg_scale)
+    load_weights(model, args.checkpoint, args.config)
+    if args.launcher == "pytorch" and not dist.is_initialized():
+        dist.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    if args.device.startswith("cuda"):
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    model.to(args.device).eval()
+    out_dir = args.out or osp.join(osp.dirname(osp.abspath(args.checkpoint)), "samples")
+    try:
+        shard, labels = sample_all(args, model, overrides, rank, world)
+        arr = gather(shard, out_dir, args.num, rank, world)
+        if rank == 0:
+            npz, png = write_outputs(out_dir, f"samples_{args.num}_cfg{cfg_scale}", arr, labels)
+            print(f"wrote {npz} ({arr.shape}) and {osp.basename(png)}")
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli().run_tool(main))
