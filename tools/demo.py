@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     options = [f"train_cfg.max_iters={args.iters}"] if args.iters else []
-    code = train.main([str(CONFIG), "--work-dir", args.work_dir] + (["--cfg-options", *options] if options else []))
+    # a rerun of the demo starts again: --overwrite moves the previous run's checkpoints aside (nothing is deleted)
+    code = train.main([str(CONFIG), "--work-dir", args.work_dir, "--overwrite"]
+                      + (["--cfg-options", *options] if options else []))
     if code:
         return code
     minutes = (time.perf_counter() - start) / 60

@@ -34,7 +34,7 @@ def evaluate(config: str, checkpoint: str, per_class: int = 50, cfg_scales: tupl
     """Sample ``per_class`` digits of each class at every guidance scale (and image size: None = the trained
     one) and score them. ``sampler`` and ``steps`` default to the config's ``model.sampling``."""
     model = build_model(load_config(config, cfg_options).model)
-    load_weights(model, checkpoint)
+    load_weights(model, checkpoint, config)
     model.eval()
     sampler = sampler or model.sampling["sampler"]
     steps = steps or model.sampling["steps"]

@@ -176,8 +176,8 @@ def check_train(iters: int) -> str:
     from visionmix.engine import VisionMixRunner
 
     train = tool("train")
-    args = train.parse_args([str(QUICKSTART), "--amp", "--work-dir", str(WORK / "train"), "--cfg-options",
-                             f"train_cfg.max_iters={iters}", "default_hooks.logger.interval=20"])
+    args = train.parse_args([str(QUICKSTART), "--amp", "--overwrite", "--work-dir", str(WORK / "train"),
+                             "--cfg-options", f"train_cfg.max_iters={iters}", "default_hooks.logger.interval=20"])
     runner = VisionMixRunner.from_cfg(train.apply_args(load_config(args.config, args.cfg_options), args))
     runner.train()
     wrapper = type(runner.optim_wrapper).__name__  # built by train()

@@ -3,90 +3,297 @@
     python tools/train.py configs/drwkv/drwkv_b2_in256.py
     python tools/train.py CONFIG --cfg-options model.backbone.mixer=linear_attention
     python tools/train.py CONFIG --resume                  # latest checkpoint in the work dir
-    python tools/train.py CONFIG --resume work_dirs/x/iter_5000.pth
+    python tools/train.py CONFIG --resume work_dirs/x/iter_5000.pth --cfg-options optim_wrapper.optimizer.lr=5e-5
+    python tools/train.py CONFIG --overwrite               # start again; old checkpoints move to overwritten_<time>/
     torchrun --nproc_per_node 8 tools/train.py CONFIG --launcher pytorch
+
+A work dir that holds checkpoints is only trained into with --resume (continue) or --overwrite (start again).
+mmengine's environment and config dumps go to the log file in the work dir; --verbose prints them too.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import os
 import os.path as osp
+import re
+import shutil
 import sys
+import time
 import warnings
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Optional, Sequence
 
-import torch
-import torch.distributed as dist
-from mmengine.config import Config, DictAction
-
-from visionmix.config import load_config
-from visionmix.engine import CheckpointError, NonFiniteLossError, VisionMixRunner, trust_path
+# torch, mmengine and visionmix are imported inside the functions that need them: --help and command-line
+# mistakes answer at once instead of after several seconds of imports.
+HEALTH_FILE = "checkpoint_health.json"  # visionmix.engine.hooks.nan_guard.HEALTH_FILE
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def cli() -> ModuleType:
+    """:mod:`visionmix.cli` (run_tool, UsageError) without importing the visionmix package, which imports torch:
+    the module has no dependencies, so it is loaded from its file when the package is not loaded yet."""
+    if "visionmix.cli" in sys.modules:
+        return sys.modules["visionmix.cli"]
+    if "visionmix" in sys.modules:
+        return importlib.import_module("visionmix.cli")
+    package = importlib.util.find_spec("visionmix")
+    spec = importlib.util.spec_from_file_location("visionmix.cli", osp.join(package.submodule_search_locations[0],
+                                                                             "cli.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["visionmix.cli"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the tools' error format: ``error: ...`` first, exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}\n(see {self.prog} --help)\n")
+
+
+class CfgOptionsAction(argparse.Action):
+    """``KEY=VALUE`` pairs into a dict, values parsed like mmengine's DictAction (imported only when used)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if bad := next((v for v in values if "=" not in v), None):
+            parser.error(f"--cfg-options takes KEY=VALUE pairs, got {bad!r}")
+        from mmengine.config import DictAction
+
+        options = dict(getattr(namespace, self.dest, None) or {})
+        for pair in values:
+            key, value = pair.split("=", 1)
+            options[key] = DictAction._parse_iterable(value)
+        setattr(namespace, self.dest, options)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="config file (.py or .yaml)")
     parser.add_argument("--work-dir", help="where logs, checkpoints and sample grids go (default work_dirs/<config>)")
-    parser.add_argument("--resume", nargs="?", const="auto", default=None,
-                        help="resume from PATH, or from the work dir's latest checkpoint when no PATH is given")
-    parser.add_argument("--data-root", help="override the config's dataset root")
+    parser.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH",
+                        help="resume from PATH (a checkpoint, or a work dir's latest), or from the work dir's latest "
+                             "checkpoint when no PATH is given")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train into a work dir that holds checkpoints: they move to <work_dir>/overwritten_<time>/")
+    parser.add_argument("--data-root", help="the dataset's root folder (configs whose dataset reads files)")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only; ignored with a warning on CPU)")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm"], default="none")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction,
-                        help="config overrides, e.g. model.backbone.mixer=NAME train_cfg.max_iters=1000")
+    parser.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, metavar="KEY=VALUE",
+                        help="config overrides, e.g. model.backbone.mixer=NAME train_cfg.max_iters=1000; with --resume "
+                             "optim_wrapper.optimizer.* (lr, ...) replace the checkpoint's values")
+    parser.add_argument("--verbose", action="store_true", help="print mmengine's environment and config dumps too")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     parser.add_argument("--local-rank", "--local_rank", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     return args
 
 
-def apply_args(cfg: Config, args: argparse.Namespace) -> Config:
+def checkpoints_in(folder: str) -> list[str]:
+    """The ``*.pth`` files in ``folder``, oldest iteration first."""
+    if not osp.isdir(folder):
+        return []
+    number = lambda name: int(m.group(1)) if (m := re.search(r"(\d+)\.pth$", name)) else -1  # noqa: E731
+    return sorted((f for f in os.listdir(folder) if f.endswith(".pth")), key=lambda f: (number(f), f))
+
+
+def held_files(work_dir: str) -> list[str]:
+    """What a new run would overwrite: checkpoints and mmengine's ``last_checkpoint`` pointer."""
+    pointer = ["last_checkpoint"] if osp.isfile(osp.join(work_dir, "last_checkpoint")) else []
+    return checkpoints_in(work_dir) + pointer
+
+
+def check_work_dir(work_dir: str, args: argparse.Namespace, resuming: bool = False) -> None:
+    """Refuse to train a new run into a work dir that holds another run's checkpoints (``resuming``: the config
+    itself says ``resume=True``)."""
+    if args.overwrite and args.resume:
+        raise cli().UsageError("--overwrite moves the work dir's checkpoints aside and --resume continues from them: "
+                               "pass one of them")
+    held = [] if args.resume or args.overwrite or resuming else held_files(work_dir)
+    if held:
+        shown = ", ".join(held[-3:]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
+        raise cli().UsageError(f"work dir {osp.abspath(work_dir)} already holds checkpoints ({shown}); pass --resume "
+                               "to continue that run, --work-dir DIR to start a new one elsewhere, or --overwrite to "
+                               "move them into <work dir>/overwritten_<time>/ and start again")
+
+
+def resume_checkpoint(work_dir: str, resume: Optional[str]) -> Optional[str]:
+    """The checkpoint ``--resume`` means: PATH itself, or the latest in a folder (PATH or the work dir)."""
+    if resume is None:
+        return None
+    folder = work_dir if resume == "auto" else resume
+    if resume != "auto" and not osp.isdir(resume):
+        if not osp.isfile(resume):
+            raise FileNotFoundError(f"resume checkpoint not found: {osp.abspath(resume)}; checkpoints in "
+                                    f"{osp.abspath(work_dir)}: {checkpoints_in(work_dir) or 'none'}")
+        return resume
+    pointer = osp.join(folder, "last_checkpoint")
+    if osp.isfile(pointer):
+        named = Path(pointer).read_text().strip()
+        for candidate in (named, osp.join(folder, osp.basename(named))):  # the second: the folder was moved
+            if named and osp.isfile(candidate):
+                return candidate
+        raise FileNotFoundError(f"--resume: {osp.abspath(pointer)} points to {named}, which does not exist; "
+                                f"checkpoints there: {checkpoints_in(folder) or 'none'}; pass one as --resume PATH")
+    if found := checkpoints_in(folder):
+        return osp.join(folder, found[-1])
+    raise cli().UsageError(f"--resume: nothing to resume in {osp.abspath(folder)} (no last_checkpoint, no *.pth); "
+                           "drop --resume to start a new run, or pass --resume PATH or --work-dir DIR")
+
+
+def check_command_line(args: argparse.Namespace) -> None:
+    """What can be checked before loading anything: the config exists; the work dir, when given, suits --resume."""
+    if not osp.isfile(args.config):
+        raise FileNotFoundError(f"config file not found: {osp.abspath(args.config)}")
+    if args.work_dir:
+        check_work_dir(args.work_dir, args)
+        resume_checkpoint(args.work_dir, args.resume)
+
+
+def dataset_root_holder(dataset: Any) -> Optional[dict]:
+    """The dataset config (possibly wrapped: ``dataset=`` / ``datasets=[...]``) that has a ``root``/``data_root``."""
+    if not isinstance(dataset, dict):
+        return None
+    if "root" in dataset or "data_root" in dataset:
+        return dataset
+    inner = [dataset.get("dataset")] + list(dataset.get("datasets") or [])
+    return next((h for h in map(dataset_root_holder, inner) if h is not None), None)
+
+
+def set_data_root(cfg, root: str) -> None:
+    """--data-root: the training dataset's ``root`` (or ``data_root``), and the config's ``data_root`` variable."""
+    dataset = (cfg.get("train_dataloader") or {}).get("dataset") or {}
+    holder = dataset_root_holder(dataset)
+    if holder is None:
+        kind = str(getattr(dataset.get("type"), "__name__", dataset.get("type"))).rsplit(".", 1)[-1]
+        raise cli().UsageError(f"--data-root: this config's dataset ({kind}) has no root folder (it reads no files "
+                               "you provide); drop --data-root")
+    holder["root" if "root" in holder else "data_root"] = root
+    if "data_root" in cfg:
+        cfg.data_root = root
+
+
+def apply_args(cfg, args: argparse.Namespace):
+    """Put the command line into the config; refuses a work dir / --resume combination that would lose work."""
+    from visionmix.engine import trust_path
+
     cfg.launcher = args.launcher
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
     if args.data_root:
-        cfg.train_dataloader.dataset.root = args.data_root
+        set_data_root(cfg, args.data_root)
     if args.amp:
+        import torch
+
         if torch.cuda.is_available():
             cfg.optim_wrapper.type = "AmpOptimWrapper"
             cfg.optim_wrapper.dtype = "bfloat16"
         else:  # mmengine's AmpOptimWrapper asserts on CPU
             warnings.warn("--amp needs CUDA; training in float32 on this machine")
     trust_path(cfg.work_dir)
-    if args.resume == "auto":
-        cfg.resume, cfg.load_from = True, None
-    elif args.resume:
-        if not osp.isfile(args.resume):
-            found = sorted(f for f in os.listdir(cfg.work_dir) if f.endswith(".pth")) if osp.isdir(cfg.work_dir) else []
-            raise FileNotFoundError(f"resume checkpoint not found: {osp.abspath(args.resume)}; checkpoints in "
-                                    f"{cfg.work_dir}: {found or 'none'}")
-        trust_path(args.resume)  # the user named it: full unpickling (optimiser, message hub) is allowed
-        cfg.resume, cfg.load_from = True, args.resume
-    if args.launcher != "none" and not torch.cuda.is_available():
-        setup_cpu_distributed(cfg)
+    in_config = (cfg.get("load_from") or "auto") if cfg.get("resume") and not args.overwrite else None
+    check_work_dir(cfg.work_dir, args, resuming=in_config is not None)
+    if resume := resume_checkpoint(cfg.work_dir, args.resume or in_config):
+        trust_path(resume)  # the user named it: full unpickling (optimiser, message hub) is allowed
+        cfg.resume, cfg.load_from = True, resume
+    elif args.overwrite:
+        cfg.resume = False  # a new run, whatever the config says
     return cfg
 
 
-def setup_cpu_distributed(cfg: Config) -> None:
+def load_config(path: str, cfg_options: Optional[dict] = None):
+    from visionmix.config import load_config as load
+
+    return load(path, cfg_options)
+
+
+def validate_config(cfg) -> None:
+    """visionmix.config_check's argument checks, where that module exists."""
+    try:
+        from visionmix.config_check import check_config
+    except ModuleNotFoundError as err:
+        if err.name != "visionmix.config_check":
+            raise
+        return
+    check_config(cfg)
+
+
+def preflight(cfg) -> None:
+    """Fail before the Runner writes into the work dir: a missing data root, a checkpoint that does not fit."""
+    from mmengine.registry import DATASETS
+
+    from visionmix.datasets import resolve_root
+    from visionmix.engine.checkpoint import check_config_checkpoint
+
+    holder = dataset_root_holder((cfg.get("train_dataloader") or {}).get("dataset"))
+    root = holder and (holder.get("root") or holder.get("data_root"))
+    if root and not resolve_root(root).exists():
+        DATASETS.build(cfg.train_dataloader.dataset)  # raises the dataset's own "no data at ..." message
+    check_config_checkpoint(cfg)
+
+
+def prepare_work_dir(cfg, args: argparse.Namespace) -> Optional[Path]:
+    """With --overwrite, move the old run's checkpoints, pointer, health record, sample grids and config dump into
+    ``<work_dir>/overwritten_<time>/`` (rank 0 only); returns that folder, or None when nothing moved."""
+    work = Path(cfg.work_dir)
+    if not args.overwrite or not held_files(str(work)) or os.environ.get("RANK", "0") != "0":
+        return None
+    names = held_files(str(work)) + [HEALTH_FILE, "samples", osp.basename(cfg.filename or "")]
+    present = [n for n in names if n and (work / n).exists()]
+    target = work / time.strftime("overwritten_%Y%m%d_%H%M%S")
+    while target.exists():
+        target = target.with_name(target.name + "_")
+    target.mkdir()
+    for name in present:
+        shutil.move(str(work / name), str(target / name))
+    print(f"--overwrite: moved {len(present)} files of the previous run to {target}", file=sys.stderr)
+    return target
+
+
+def setup_cpu_distributed(cfg) -> None:
     """mmengine's pytorch launcher calls cuda.set_device: on CPU start gloo ourselves and wrap with device_ids=None."""
+    import torch.distributed as dist
+
     if not dist.is_initialized():
         dist.init_process_group("gloo")
     cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False,
                                  find_unused_parameters=cfg.get("find_unused_parameters", False))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_runner(cfg, args: argparse.Namespace):
+    """Checks, then the Runner; explicit optimiser settings in --cfg-options win over a resumed checkpoint's."""
+    import torch
+
+    from visionmix.engine import VisionMixRunner
+    from visionmix.engine.runner import optimizer_overrides
+
+    validate_config(cfg)
+    preflight(cfg)
+    prepare_work_dir(cfg, args)
+    if args.launcher != "none" and not torch.cuda.is_available():
+        setup_cpu_distributed(cfg)
+    runner = VisionMixRunner.from_cfg(cfg, verbose=args.verbose)
+    if cfg.get("resume"):
+        runner.optimizer_overrides = optimizer_overrides(args.cfg_options)
+    return runner
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    check_command_line(args)
     try:
         cfg = apply_args(load_config(args.config, args.cfg_options), args)
-        runner = VisionMixRunner.from_cfg(cfg)
-        runner.train()
-    except (FileNotFoundError, CheckpointError, NonFiniteLossError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        build_runner(cfg, args).train()
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        if "torch" in sys.modules:
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                dist.destroy_process_group()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli().run_tool(main))

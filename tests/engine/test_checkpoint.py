@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from visionmix.engine import CheckpointError, is_trusted, trust_path
-from visionmix.engine.checkpoint import load_local_checkpoint
+from visionmix.engine.checkpoint import CheckpointMismatchError, check_fits, load_local_checkpoint, shapes_of
 
 
 def test_plain_weights_load_anywhere(tmp_path):
@@ -35,3 +35,31 @@ def test_missing_and_truncated_files_are_named(tmp_path):
     (tmp_path / "cut.pth").write_bytes((tmp_path / "ok.pth").read_bytes()[:200])
     with pytest.raises(CheckpointError, match="cut.pth is truncated or corrupt"):
         load_local_checkpoint(str(tmp_path / "cut.pth"))
+
+
+def fits_state(width: int = 4, head: int = 3) -> dict:
+    return {"state_dict": {"body.weight": torch.zeros(width, width), "body.bias": torch.zeros(width),
+                           "head.weight": torch.zeros(head, width)},
+            "meta": {"config_file": "/configs/wide.py", "experiment_name": "wide_2024"}}
+
+
+def test_a_checkpoint_that_fits_passes_quietly():
+    shapes = shapes_of(fits_state()["state_dict"])
+    assert check_fits(shapes, fits_state(), "x.pth", strict=True) is None
+
+
+def test_resuming_another_configs_checkpoint_is_a_short_error():
+    model = shapes_of(fits_state(width=8)["state_dict"])
+    with pytest.raises(CheckpointMismatchError) as err:
+        check_fits(model, fits_state(width=4), "x.pth", strict=True)
+    lines = str(err.value).splitlines()
+    assert lines[0] == "checkpoint x.pth does not fit this config's model: 3 of 3 tensors differ in shape, 0 missing, 0 unexpected, e.g."
+    assert lines[1] == "  body.weight: checkpoint (4, 4) vs model (8, 8)" and len(lines) == 5
+    assert "trained with /configs/wide.py" in lines[-1]
+
+
+def test_load_from_may_skip_a_head_but_not_most_of_the_model():
+    model = shapes_of(fits_state(head=10)["state_dict"])
+    assert "1 of 3 tensors differ" in check_fits(model, fits_state(head=3), "x.pth", strict=False)
+    with pytest.raises(CheckpointMismatchError):
+        check_fits(shapes_of(fits_state(width=8)["state_dict"]), fits_state(), "x.pth", strict=False)

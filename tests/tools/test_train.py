@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from tests.tools.helpers import ROOT, load_tool, recorded, tiny_digits_config
-from visionmix.engine import CheckpointError, NonFiniteLossError, VisionMixRunner
+from visionmix.engine import CheckpointError, NonFiniteLossError
 
 train = load_tool("train")
 
 
 def run(cfg, *cli):
     args = train.parse_args([str(ROOT / "configs/quickstart/drwkv_digits8.py"), *cli])
-    runner = VisionMixRunner.from_cfg(train.apply_args(cfg, args))
+    runner = train.build_runner(train.apply_args(cfg, args), args)
     runner.train()
     return runner
 
@@ -46,7 +46,7 @@ def test_killed_and_resumed_run_repeats_the_uninterrupted_loss_sequence(tmp_path
 def test_nan_loss_stops_with_the_iteration_and_keeps_the_last_good_checkpoint(tmp_path):
     cfg = tiny_digits_config(tmp_path / "nan", max_iters=8, checkpoint_interval=2)
     cfg.custom_hooks.append(dict(type="PoisonLossAt", at=4))
-    with pytest.raises(NonFiniteLossError, match=r"iteration 4.*iter_2\.pth"):
+    with pytest.raises(NonFiniteLossError, match=r"iteration 4.*Last healthy checkpoint: .*iter_2\.pth"):
         run(cfg, "--work-dir", cfg.work_dir)
     kept = torch.load(tmp_path / "nan/iter_2.pth", weights_only=False)["state_dict"]
     assert all(torch.isfinite(v).all() for v in kept.values() if v.is_floating_point())

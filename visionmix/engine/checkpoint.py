@@ -8,8 +8,10 @@ an explicitly named resume / load_from file) and loads everything else with ``we
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
@@ -19,6 +21,10 @@ _TRUSTED: set[Path] = set()
 
 class CheckpointError(RuntimeError):
     """A checkpoint exists but cannot be read (truncated, corrupt, or untrusted pickle)."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint's tensors do not fit the model the config builds."""
 
 
 def trust_path(path: str | Path) -> None:
@@ -31,14 +37,16 @@ def is_trusted(path: str | Path) -> bool:
     return any(path == root or root in path.parents for root in _TRUSTED)
 
 
-def load_local_checkpoint(filename: str, map_location=None) -> dict:
-    """mmengine loader for local paths; clear errors for missing, truncated or untrusted files."""
+def load_local_checkpoint(filename: str, map_location=None, mmap: bool = False) -> dict:
+    """mmengine loader for local paths; clear errors for missing, truncated or untrusted files.
+
+    ``mmap=True`` maps the tensors instead of reading them: cheap for looking at names and shapes."""
     path = Path(filename).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path.resolve()}")
     trusted = is_trusted(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=not trusted)
+        return torch.load(path, map_location=map_location, weights_only=not trusted, mmap=mmap)
     except pickle.UnpicklingError as err:
         if not trusted and "weights_only" in str(err):
             raise CheckpointError(
@@ -52,6 +60,77 @@ def load_local_checkpoint(filename: str, map_location=None) -> dict:
             f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {err}); nothing was "
             "overwritten: resume from an earlier checkpoint in the same folder"
         ) from err
+
+
+def shapes_of(state_dict: Mapping[str, torch.Tensor], strip: str = r"^module\.") -> dict[str, tuple[int, ...]]:
+    """``name -> shape`` of a state dict's tensors (DDP's ``module.`` prefix removed)."""
+    return {re.sub(strip, "", k): tuple(v.shape) for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+
+
+def trained_with(checkpoint: Mapping) -> str | None:
+    """The config a checkpoint was trained with, from its ``meta`` (our ``config_file``, else mmengine's
+    experiment name), with the backbone's type and size read from the config text mmengine stores."""
+    meta = checkpoint.get("meta") or {}
+    name = meta.get("config_file") or meta.get("experiment_name")
+    if not name:
+        return None
+    try:
+        from mmengine.config import Config
+
+        backbone = Config.fromstring(meta["cfg"], ".py").model.backbone
+    except Exception:  # noqa: BLE001 - the config text is a nicety; the name alone still helps
+        return name
+    sizes = ", ".join(f"{k}={backbone[k]}" for k in ("hidden_size", "depth", "patch_size", "input_size")
+                      if k in backbone)
+    kind = str(backbone.get("type", "?")).rsplit(".", 1)[-1].strip("'>")
+    mixer = backbone.get("mixer", {}).get("type") if isinstance(backbone.get("mixer"), Mapping) else None
+    kind += f" with {str(mixer).rsplit('.', 1)[-1]}" if mixer else ""
+    return f"{name} ({kind}{': ' + sizes if sizes else ''})"
+
+
+def check_fits(model_shapes: Mapping[str, Sequence[int]], checkpoint: Mapping, filename: str, *,
+               strict: bool, show: int = 3) -> str | None:
+    """Compare a checkpoint's ``state_dict`` with the model's tensor shapes.
+
+    ``strict`` (resuming): any differing shape, missing or unexpected tensor raises
+    :class:`CheckpointMismatchError` with a few examples instead of one line per tensor. Otherwise (``load_from``,
+    where fine-tuning may replace a head) it raises only when under half of the model's tensors can be loaded and
+    returns a one-line summary of what will be skipped (None when everything fits).
+    """
+    saved = shapes_of(checkpoint.get("state_dict", checkpoint))
+    differ = [k for k in model_shapes if k in saved and tuple(saved[k]) != tuple(model_shapes[k])]
+    missing = [k for k in model_shapes if k not in saved]
+    unexpected = [k for k in saved if k not in model_shapes]
+    if not (differ or missing or unexpected):
+        return None
+    summary = (f"{len(differ)} of {len(model_shapes)} tensors differ in shape, {len(missing)} missing, "
+               f"{len(unexpected)} unexpected")
+    fitting = len(model_shapes) - len(differ) - len(missing)
+    if not strict and fitting >= len(model_shapes) / 2:
+        return f"load_from {filename}: {summary}; those keep their initial values"
+    examples = [f"  {k}: checkpoint {tuple(saved[k])} vs model {tuple(model_shapes[k])}" for k in differ[:show]]
+    examples += [f"  {k}: not in the checkpoint" for k in missing[:show - len(examples)]]
+    examples += [f"  {k}: not in the model" for k in unexpected[:show - len(examples)]]
+    origin = trained_with(checkpoint)
+    advice = (f"it was trained with {origin}; pass that config" if origin else "pass the config it was trained with")
+    raise CheckpointMismatchError(f"checkpoint {filename} does not fit this config's model: {summary}, e.g.\n"
+                                  + "\n".join(examples) + f"\n{advice}, or drop --resume / load_from")
+
+
+def check_config_checkpoint(cfg) -> None:
+    """Before the Runner exists: does ``cfg.load_from`` fit the model ``cfg`` builds? The checkpoint is
+    memory-mapped and the model built on the meta device, so this costs neither memory nor initialisation."""
+    if not cfg.get("load_from"):
+        return
+    from mmengine.registry import MODELS
+
+    checkpoint = load_local_checkpoint(cfg.load_from, map_location="cpu", mmap=True)
+    try:
+        with torch.device("meta"):
+            shapes = shapes_of(MODELS.build(cfg.model).state_dict())
+    except Exception:  # noqa: BLE001 - a model that cannot be built on meta: the Runner checks the real one
+        return
+    check_fits(shapes, checkpoint, cfg.load_from, strict=bool(cfg.get("resume")))
 
 
 CheckpointLoader.register_scheme(prefixes="", loader=load_local_checkpoint, force=True)
