@@ -11,56 +11,17 @@ Exit codes: 0 done, 1 runtime error (missing or unfitting checkpoint...), 2 bad 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import math
 import os
 import os.path as osp
 import sys
-from types import ModuleType
 from typing import Any, List, Optional, Sequence, Tuple
+
+from visionmix.cli import ArgumentParser, CfgOptionsAction, UsageError, run_tool  # light: no torch
 
 # torch, numpy, mmengine and visionmix are imported inside the functions that need them: --help and
 # bad arguments answer at once instead of after many seconds of imports.
 SHOWN_MISMATCHES = 5
-
-
-def cli() -> ModuleType:
-    """:mod:`visionmix.cli` without importing the visionmix package (which imports torch): the module
-    has no dependencies, so it is loaded from its file when the package is not loaded yet."""
-    if "visionmix.cli" in sys.modules:
-        return sys.modules["visionmix.cli"]
-    if "visionmix" in sys.modules:
-        return importlib.import_module("visionmix.cli")
-    package = importlib.util.find_spec("visionmix")
-    spec = importlib.util.spec_from_file_location(
-        "visionmix.cli", osp.join(package.submodule_search_locations[0], "cli.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["visionmix.cli"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse with the tools' error format: ``error: ...`` first, exit code 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message}\n(see {self.prog} --help)\n")
-
-
-class CfgOptionsAction(argparse.Action):
-    """``KEY=VALUE`` pairs into a dict, values parsed like mmengine's DictAction (imported only when used)."""
-
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        if bad := next((v for v in values if "=" not in v), None):
-            parser.error(f"--cfg-options takes KEY=VALUE pairs, got {bad!r}")
-        from mmengine.config import DictAction
-
-        options = dict(getattr(namespace, self.dest, None) or {})
-        for pair in values:
-            key, value = pair.split("=", 1)
-            options[key] = DictAction._parse_iterable(value)
-        setattr(namespace, self.dest, options)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -87,14 +48,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def check_args(args: argparse.Namespace) -> None:
     """Refuse bad values before anything is imported, built or written (:class:`UsageError`)."""
-    usage = cli().UsageError
     for flag, value in (("--num", args.num), ("--batch-size", args.batch_size), ("--steps", args.steps)):
         if value is not None and value <= 0:
-            raise usage(f"{flag} must be a positive integer, got {value}")
+            raise UsageError(f"{flag} must be a positive integer, got {value}")
     if args.cfg_scale is not None and not (math.isfinite(args.cfg_scale) and args.cfg_scale >= 0):
-        raise usage(f"--cfg-scale must be a finite number >= 0 (1 = no guidance), got {args.cfg_scale}")
+        raise UsageError(f"--cfg-scale must be a finite number >= 0 (1 = no guidance), got {args.cfg_scale}")
     if args.out is not None and osp.exists(args.out) and not osp.isdir(args.out):
-        raise usage(f"--out {args.out} is a file, not a folder")
+        raise UsageError(f"--out {args.out} is a file, not a folder")
     if not osp.isfile(args.checkpoint):
         where = osp.abspath(osp.expanduser(args.checkpoint))
         folder = osp.dirname(where)
@@ -105,20 +65,19 @@ def check_args(args: argparse.Namespace) -> None:
 
 def check_labels(args: argparse.Namespace, model: Any, cfg_scale: float) -> None:
     """Labels and guidance the built model can take (:class:`UsageError` otherwise)."""
-    usage = cli().UsageError
     backbone = model.backbone
     null = backbone.null_class
     if not model.conditional:
         if args.labels:
-            raise usage(f"--labels: this model is unconditional (num_classes={backbone.num_classes})")
+            raise UsageError(f"--labels: this model is unconditional (num_classes={backbone.num_classes})")
         return
     allowed = f"0..{backbone.num_classes - 1}" + (" or -1 (no label)" if null is not None else "")
     for label in args.labels or []:
         if not (0 <= label < backbone.num_classes or (label == -1 and null is not None)):
             reason = " (this model has no null label: it was trained with class_dropout_prob=0)" if label == -1 else ""
-            raise usage(f"--labels: {label} is not a class of this model; use {allowed}{reason}")
+            raise UsageError(f"--labels: {label} is not a class of this model; use {allowed}{reason}")
     if cfg_scale != 1.0 and null is None:
-        raise usage(f"--cfg-scale {cfg_scale}: guidance needs a null label and this model has none "
+        raise UsageError(f"--cfg-scale {cfg_scale}: guidance needs a null label and this model has none "
                     "(class_dropout_prob=0); use --cfg-scale 1")
 
 
@@ -279,4 +238,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli().run_tool(main))
+    sys.exit(run_tool(main))

@@ -13,8 +13,6 @@ mmengine's environment and config dumps go to the log file in the work dir; --ve
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import os
 import os.path as osp
 import re
@@ -23,50 +21,13 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Optional, Sequence
+
+from visionmix.cli import ArgumentParser, CfgOptionsAction, UsageError, run_tool  # light: no torch
 
 # torch, mmengine and visionmix are imported inside the functions that need them: --help and command-line
 # mistakes answer at once instead of after several seconds of imports.
 HEALTH_FILE = "checkpoint_health.json"  # visionmix.engine.hooks.nan_guard.HEALTH_FILE
-
-
-def cli() -> ModuleType:
-    """:mod:`visionmix.cli` (run_tool, UsageError) without importing the visionmix package, which imports torch:
-    the module has no dependencies, so it is loaded from its file when the package is not loaded yet."""
-    if "visionmix.cli" in sys.modules:
-        return sys.modules["visionmix.cli"]
-    if "visionmix" in sys.modules:
-        return importlib.import_module("visionmix.cli")
-    package = importlib.util.find_spec("visionmix")
-    spec = importlib.util.spec_from_file_location("visionmix.cli", osp.join(package.submodule_search_locations[0],
-                                                                             "cli.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["visionmix.cli"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse with the tools' error format: ``error: ...`` first, exit code 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message}\n(see {self.prog} --help)\n")
-
-
-class CfgOptionsAction(argparse.Action):
-    """``KEY=VALUE`` pairs into a dict, values parsed like mmengine's DictAction (imported only when used)."""
-
-    def __call__(self, parser, namespace, values, option_string=None) -> None:
-        if bad := next((v for v in values if "=" not in v), None):
-            parser.error(f"--cfg-options takes KEY=VALUE pairs, got {bad!r}")
-        from mmengine.config import DictAction
-
-        options = dict(getattr(namespace, self.dest, None) or {})
-        for pair in values:
-            key, value = pair.split("=", 1)
-            options[key] = DictAction._parse_iterable(value)
-        setattr(namespace, self.dest, options)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -110,12 +71,12 @@ def check_work_dir(work_dir: str, args: argparse.Namespace, resuming: bool = Fal
     """Refuse to train a new run into a work dir that holds another run's checkpoints (``resuming``: the config
     itself says ``resume=True``)."""
     if args.overwrite and args.resume:
-        raise cli().UsageError("--overwrite moves the work dir's checkpoints aside and --resume continues from them: "
+        raise UsageError("--overwrite moves the work dir's checkpoints aside and --resume continues from them: "
                                "pass one of them")
     held = [] if args.resume or args.overwrite or resuming else held_files(work_dir)
     if held:
         shown = ", ".join(held[-3:]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
-        raise cli().UsageError(f"work dir {osp.abspath(work_dir)} already holds checkpoints ({shown}); pass --resume "
+        raise UsageError(f"work dir {osp.abspath(work_dir)} already holds checkpoints ({shown}); pass --resume "
                                "to continue that run, --work-dir DIR to start a new one elsewhere, or --overwrite to "
                                "move them into <work dir>/overwritten_<time>/ and start again")
 
@@ -140,7 +101,7 @@ def resume_checkpoint(work_dir: str, resume: Optional[str]) -> Optional[str]:
                                 f"checkpoints there: {checkpoints_in(folder) or 'none'}; pass one as --resume PATH")
     if found := checkpoints_in(folder):
         return osp.join(folder, found[-1])
-    raise cli().UsageError(f"--resume: nothing to resume in {osp.abspath(folder)} (no last_checkpoint, no *.pth); "
+    raise UsageError(f"--resume: nothing to resume in {osp.abspath(folder)} (no last_checkpoint, no *.pth); "
                            "drop --resume to start a new run, or pass --resume PATH or --work-dir DIR")
 
 
@@ -169,7 +130,7 @@ def set_data_root(cfg, root: str) -> None:
     holder = dataset_root_holder(dataset)
     if holder is None:
         kind = str(getattr(dataset.get("type"), "__name__", dataset.get("type"))).rsplit(".", 1)[-1]
-        raise cli().UsageError(f"--data-root: this config's dataset ({kind}) has no root folder (it reads no files "
+        raise UsageError(f"--data-root: this config's dataset ({kind}) has no root folder (it reads no files "
                                "you provide); drop --data-root")
     holder["root" if "root" in holder else "data_root"] = root
     if "data_root" in cfg:
@@ -296,4 +257,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli().run_tool(main))
+    sys.exit(run_tool(main))

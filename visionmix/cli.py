@@ -8,6 +8,7 @@ line or ``VISIONMIX_DEBUG=1`` re-raises it with its traceback instead.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from typing import Callable, Optional, Sequence
@@ -47,3 +48,26 @@ def run_tool(main: Callable[[Optional[Sequence[str]]], Optional[int]], argv: Opt
         print(f"error: {error_message(err)}", file=sys.stderr)
         print("(run with --debug or VISIONMIX_DEBUG=1 to see the traceback)", file=sys.stderr)
         return 2 if isinstance(err, UsageError) else 1
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the tools' error format: ``error: ...`` first, exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}\n(see {self.prog} --help)\n")
+
+
+class CfgOptionsAction(argparse.Action):
+    """``KEY=VALUE`` pairs into a dict, values parsed like mmengine's DictAction (imported only when used)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        bad = next((v for v in values if "=" not in v), None)
+        if bad is not None:
+            parser.error(f"--cfg-options takes KEY=VALUE pairs, got {bad!r}")
+        from mmengine.config import DictAction
+
+        options = dict(getattr(namespace, self.dest, None) or {})
+        for pair in values:
+            key, value = pair.split("=", 1)
+            options[key] = DictAction._parse_iterable(value)
+        setattr(namespace, self.dest, options)

@@ -144,7 +144,7 @@ def test_overwrite_moves_old_checkpoints_aside_and_deletes_nothing(area, trained
 def test_help_imports_neither_torch_nor_mmengine():
     code = ("import runpy, sys\nsys.argv = ['tools/train.py', '--help']\n"
             "try:\n    runpy.run_path('tools/train.py', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('torch', 'mmengine', 'visionmix') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'mmengine', 'timm') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=tool_env(), capture_output=True, text=True)
     assert "--resume" in out.stdout and out.stdout.strip().endswith("[]"), out.stdout + out.stderr
 
