@@ -27,11 +27,9 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from .layers.layout import layout_of
 from .registry import MIXERS, check_options, resolve_type
 from .registry import parse_spec as registry_parse_spec
 

@@ -33,3 +33,12 @@ def channel_norm(dim: int, layout: str, eps: float = 1e-6, affine: bool = False)
     if layout == "grid":
         return LayerNorm2d(dim, eps=eps, affine=affine)
     return nn.LayerNorm(dim, eps=eps, elementwise_affine=affine)
+
+
+def require_grid_tokens(x: torch.Tensor, hw: tuple[int, int], mixer: str, reason: str) -> None:
+    """Refuse a token sequence that is not exactly the H×W grid, for mixers that read grid positions
+    (``reason``: what in the mixer needs them); such mixers cannot carry in-context condition tokens."""
+    h, w = hw
+    if x.shape[1] != h * w:
+        raise ValueError(f"{mixer} needs exactly H*W = {h}*{w} = {h * w} grid tokens ({reason}), got {x.shape[1]}: "
+                         "extra condition tokens are not supported, use conditioning='adaln_zero' or 'adaln' with it")

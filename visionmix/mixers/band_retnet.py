@@ -34,6 +34,7 @@ import torch.nn as nn
 from einops import rearrange
 
 from ..layers.dct import dct_2d, idct_2d, radial_bands
+from ..layers.layout import require_grid_tokens
 from ..registry import MIXERS
 from .retnet import ManhattanSelfAttention
 
@@ -84,10 +85,5 @@ class BandModulatedRetention(nn.Module):
         return rearrange(out, "b c h w -> b (h w) c").to(x.dtype)
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        h, w = hw
-        if x.shape[1] != h * w:
-            raise ValueError(
-                f"band_retnet needs exactly H*W = {h}*{w} = {h * w} grid tokens (its decay and frequency bands "
-                f"are functions of grid position), got {x.shape[1]}: extra condition tokens are not supported, "
-                "use conditioning='adaln_zero' or 'adaln' with it")
+        require_grid_tokens(x, hw, "band_retnet", "its decay and frequency bands are functions of grid position")
         return self.retention(self.band_modulation(x, hw), hw)

@@ -41,6 +41,7 @@ from timm.layers import trunc_normal_
 
 from ..layers.cache import grid_cache
 from ..layers.init import vit_init_
+from ..layers.layout import require_grid_tokens
 from ..layers.lepe import DepthwiseConvPE
 from ..layers.rope import RoPE2d, check_rope_head_dim
 from ..registry import MIXERS
@@ -118,11 +119,7 @@ class ClusterAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         h, w = hw
-        if x.shape[1] != h * w:
-            raise ValueError(
-                f"cluster_attention needs exactly H*W = {h}*{w} = {h * w} grid tokens (its RoPE and LePE read "
-                f"grid positions), got {x.shape[1]}: extra condition tokens are not supported, use "
-                "conditioning='adaln_zero' or 'adaln' with it")
+        require_grid_tokens(x, hw, "cluster_attention", "its RoPE and LePE read grid positions")
         dim = x.shape[-1]
         q, k, v = self.qkv(x).split(dim, dim=-1)
         compute = torch.promote_types(v.dtype, torch.float32)

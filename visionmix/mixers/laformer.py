@@ -35,6 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..layers.init import vit_init_
+from ..layers.layout import require_grid_tokens
 from ..registry import MIXERS
 from .linear_attention import FEATURE_MAPS, LinearAttention
 
@@ -86,11 +87,6 @@ class LAformerAttention(nn.Module):
             return torch.sigmoid(F.linear(hidden, self.excite.weight.to(compute), self.excite.bias.to(compute)))
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        h, w = hw
-        if x.shape[1] != h * w:
-            raise ValueError(
-                f"laformer needs exactly H*W = {h}*{w} = {h * w} grid tokens (its rank conv and channel pool run "
-                f"on the grid), got {x.shape[1]}: extra condition tokens are not supported, use "
-                "conditioning='adaln_zero' or 'adaln' with it")
+        require_grid_tokens(x, hw, "laformer", "its rank conv and channel pool run on the grid")
         channel = self.channel_proj(x * self.channel_gate(x).to(x.dtype))
         return self.rela(x, hw) + channel

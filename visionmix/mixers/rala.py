@@ -30,6 +30,7 @@ from einops import rearrange
 from timm.layers import trunc_normal_
 
 from ..layers.init import vit_init_
+from ..layers.layout import require_grid_tokens
 from ..layers.lepe import DepthwiseConvPE
 from ..layers.rope import RoPE2d, check_rope_head_dim
 from ..registry import MIXERS
@@ -74,12 +75,7 @@ class RankAugmentedLinearAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         h, w = hw
-        length = h * w
-        if x.shape[1] != length:
-            raise ValueError(
-                f"rala needs exactly H*W = {h}*{w} = {length} grid tokens (its 2-D RoPE and LePE read grid "
-                f"positions), got {x.shape[1]}: extra condition tokens are not supported, use "
-                "conditioning='adaln_zero' or 'adaln' with it")
+        require_grid_tokens(x, hw, "rala", "its 2-D RoPE and LePE read grid positions")
         dim = x.shape[-1]
         qk, v, gate = self.qkv_gate(x).split([2 * dim, dim, dim], dim=-1)
         compute = torch.promote_types(v.dtype, torch.float32)

@@ -29,6 +29,7 @@ from einops import rearrange
 from ..layers.cache import grid_cache
 from ..layers.decay import axial_decay, manhattan_decay, retention_log_gammas
 from ..layers.init import vit_init_
+from ..layers.layout import require_grid_tokens
 from ..layers.lepe import DepthwiseConvPE
 from ..registry import MIXERS
 
@@ -98,11 +99,7 @@ class ManhattanSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         h, w = hw
-        if x.shape[1] != h * w:
-            raise ValueError(
-                f"retnet needs exactly H*W = {h}*{w} = {h * w} grid tokens (its decay is a function of grid "
-                f"position), got {x.shape[1]}: extra condition tokens are not supported, use "
-                "conditioning='adaln_zero' or 'adaln' with it")
+        require_grid_tokens(x, hw, "retnet", "its decay is a function of grid position")
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         lepe = self.lepe(v, hw)
         # fp32 logits + log-decay and softmax even under autocast: the decay spans tens of nats over a grid

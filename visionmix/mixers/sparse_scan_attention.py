@@ -36,6 +36,7 @@ from einops import rearrange
 from timm.layers import trunc_normal_
 
 from ..layers.init import vit_init_
+from ..layers.layout import require_grid_tokens
 from ..layers.lepe import DepthwiseConvPE
 from ..layers.neighborhood import neighborhood_attention, neighborhood_index
 from ..layers.rope import RoPE2d, check_rope_head_dim
@@ -113,11 +114,7 @@ class SparseScanAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         h, w = hw
-        if x.shape[1] != h * w:
-            raise ValueError(
-                f"sparse_scan_attention needs exactly H*W = {h}*{w} = {h * w} grid tokens (its neighbourhoods "
-                f"and RoPE read grid positions), got {x.shape[1]}: extra condition tokens are not supported, use "
-                "conditioning='adaln_zero' or 'adaln' with it")
+        require_grid_tokens(x, hw, "sparse_scan_attention", "its neighbourhoods and RoPE read grid positions")
         dim = x.shape[-1]
         q, k, v = self.qkv(x).split(dim, dim=-1)
         compute = torch.promote_types(v.dtype, torch.float32)

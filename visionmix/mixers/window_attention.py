@@ -43,6 +43,7 @@ from einops import rearrange
 from timm.layers import trunc_normal_
 
 from ..layers.init import vit_init_
+from ..layers.layout import require_grid_tokens
 from ..layers.relative_position import (WindowGeometry, log_relative_coords, relative_position_index,
                                         shifted_window_mask, window_geometry, window_partition, window_reverse)
 from ..registry import MIXERS
@@ -137,12 +138,7 @@ class WindowAttention(nn.Module):
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         batch, length, dim = x.shape
         h, w = hw
-        if length != h * w:
-            raise ValueError(
-                f"window_attention needs exactly H*W = {h}*{w} = {h * w} tokens, got {length}: it partitions the "
-                "token grid, so it cannot carry extra (in-context) condition tokens; use conditioning='adaln_zero' "
-                "or 'adaln' with it"
-            )
+        require_grid_tokens(x, hw, "window_attention", "it partitions the token grid into windows")
         geometry = window_geometry((h, w), self.window_size, self.shifted)
         (wh, ww), (sh, sw), (hp, wp) = geometry
         # qkv is per token, so it commutes with padding, rolling and partitioning: project once, before them
