@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from einops import rearrange
 
 from .cache import grid_cache
 
@@ -70,3 +71,15 @@ class RoPE2d(nn.Module):
             raise ValueError(f"2-D RoPE expects (..., H*W = {h * w}, head_dim = {self.head_dim}), got {tuple(x.shape)}")
         cos, sin = rope_2d_tables(h, w, self.head_dim, x.device, x.dtype, self.base)
         return apply_rope_2d(x, cos, sin)
+
+
+def rotated_heads(qkv: torch.Tensor, rope: RoPE2d, hw: tuple[int, int], num_heads: int
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, N, 3C) q|k|v projections -> RoPE'd q, k and v, each (B, heads, N, d) in at least float32.
+
+    q and k share one rotation call as a (2, B, heads, N, d) tensor. Call with autocast off."""
+    q, k, v = qkv.chunk(3, dim=-1)
+    compute = torch.promote_types(v.dtype, torch.float32)
+    qk = rearrange(torch.cat([q, k], dim=-1).to(compute), "b n (two h d) -> two b h n d", two=2, h=num_heads)
+    q, k = rope(qk, hw)
+    return q, k, rearrange(v.to(compute), "b n (h d) -> b h n d", h=num_heads)

@@ -37,13 +37,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
-from timm.layers import trunc_normal_
 
 from ..layers.cache import grid_cache
 from ..layers.init import vit_init_
 from ..layers.layout import require_grid_tokens
-from ..layers.lepe import DepthwiseConvPE
-from ..layers.rope import RoPE2d, check_rope_head_dim
+from ..layers.lepe import optional_lepe
+from ..layers.rope import RoPE2d, check_rope_head_dim, rotated_heads
 from ..registry import MIXERS
 
 DEFAULT_CLUSTER_SIZE = 64
@@ -92,21 +91,17 @@ class ClusterAttention(nn.Module):
                 raise ValueError(f"cluster_attention {name} must be a positive integer, got {value!r}")
         if num_clusters is None and cluster_size is None:
             cluster_size = DEFAULT_CLUSTER_SIZE
-        if lepe_kernel_size < 0 or (lepe_kernel_size and lepe_kernel_size % 2 == 0):
-            raise ValueError(f"cluster_attention lepe_kernel_size must be 0 (off) or an odd positive integer, "
-                             f"got {lepe_kernel_size}")
         self.num_clusters, self.cluster_size = num_clusters, cluster_size
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.rope = RoPE2d(self.head_dim, rope_base)
-        self.lepe = DepthwiseConvPE(dim, lepe_kernel_size) if lepe_kernel_size else None
+        self.lepe = optional_lepe(dim, lepe_kernel_size, "cluster_attention")
         self.proj = nn.Linear(dim, dim)
         self.init_weights()
 
     def init_weights(self) -> None:
         vit_init_(self)
-        if self.lepe is not None:
-            trunc_normal_(self.lepe.conv.weight, std=0.02)
-            nn.init.zeros_(self.lepe.conv.bias)
+        if self.lepe is not None:  # vit_init_ resets convs; the official inits give LePE trunc-normal(.02)
+            self.lepe.init_weights()
 
     def extra_repr(self) -> str:
         count = f"num_clusters={self.num_clusters}" if self.num_clusters else f"cluster_size={self.cluster_size}"
@@ -120,14 +115,10 @@ class ClusterAttention(nn.Module):
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         h, w = hw
         require_grid_tokens(x, hw, "cluster_attention", "its RoPE and LePE read grid positions")
-        dim = x.shape[-1]
-        q, k, v = self.qkv(x).split(dim, dim=-1)
-        compute = torch.promote_types(v.dtype, torch.float32)
+        qkv = self.qkv(x)
+        v = qkv.chunk(3, dim=-1)[2]  # LePE reads v as tokens, in the projection's dtype
         with torch.autocast(x.device.type, enabled=False):
-            qk = rearrange(torch.cat([q, k], dim=-1).to(compute), "b n (two h d) -> two b h n d", two=2,
-                           h=self.num_heads)
-            q, k = self.rope(qk, hw)
-            values = rearrange(v.to(compute), "b n (h d) -> b h n d", h=self.num_heads)
+            q, k, values = rotated_heads(qkv, self.rope, hw, self.num_heads)
             clusters = self.clusters_for(h * w)
             if clusters == 1:
                 out = F.scaled_dot_product_attention(q, k, values)

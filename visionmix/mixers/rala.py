@@ -27,11 +27,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
-from timm.layers import trunc_normal_
 
 from ..layers.init import vit_init_
 from ..layers.layout import require_grid_tokens
-from ..layers.lepe import DepthwiseConvPE
+from ..layers.lepe import optional_lepe
 from ..layers.rope import RoPE2d, check_rope_head_dim
 from ..registry import MIXERS
 from .linear_attention import normalized_linear_attention
@@ -52,23 +51,19 @@ class RankAugmentedLinearAttention(nn.Module):
             raise ValueError(f"rala width {dim} is not divisible by num_heads={num_heads}")
         self.num_heads, self.head_dim = num_heads, dim // num_heads
         check_rope_head_dim(self.head_dim, owner=f"rala's 2-D RoPE (head width {dim} / {num_heads})")
-        if lepe_kernel_size < 0 or (lepe_kernel_size and lepe_kernel_size % 2 == 0):
-            raise ValueError(f"rala lepe_kernel_size must be 0 (off) or an odd positive integer, "
-                             f"got {lepe_kernel_size}")
         if eps <= 0:
             raise ValueError(f"rala eps must be positive, got {eps}")
         self.eps, self.scale = float(eps), self.head_dim ** -0.5
         self.qkv_gate = nn.Linear(dim, 4 * dim, bias=qkv_bias)
         self.rope = RoPE2d(self.head_dim, rope_base)
-        self.lepe = DepthwiseConvPE(dim, lepe_kernel_size) if lepe_kernel_size else None
+        self.lepe = optional_lepe(dim, lepe_kernel_size, "rala")
         self.proj = nn.Linear(dim, dim)
         self.init_weights()
 
     def init_weights(self) -> None:
         vit_init_(self)
-        if self.lepe is not None:
-            trunc_normal_(self.lepe.conv.weight, std=0.02)
-            nn.init.zeros_(self.lepe.conv.bias)
+        if self.lepe is not None:  # vit_init_ resets convs; the official inits give LePE trunc-normal(.02)
+            self.lepe.init_weights()
 
     def extra_repr(self) -> str:
         return f"num_heads={self.num_heads}, eps={self.eps:g}"

@@ -33,13 +33,12 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 from einops import rearrange
-from timm.layers import trunc_normal_
 
 from ..layers.init import vit_init_
 from ..layers.layout import require_grid_tokens
-from ..layers.lepe import DepthwiseConvPE
+from ..layers.lepe import optional_lepe
 from ..layers.neighborhood import neighborhood_attention, neighborhood_index
-from ..layers.rope import RoPE2d, check_rope_head_dim
+from ..layers.rope import RoPE2d, check_rope_head_dim, rotated_heads
 from ..registry import MIXERS
 
 
@@ -85,21 +84,17 @@ class SparseScanAttention(nn.Module):
         if dilation is not None and (not isinstance(dilation, int) or dilation < 1):
             raise ValueError(f"sparse_scan_attention dilation must be None (the paper's two-pass scan) or a "
                              f"positive integer, got {dilation!r}")
-        if lepe_kernel_size < 0 or (lepe_kernel_size and lepe_kernel_size % 2 == 0):
-            raise ValueError(f"sparse_scan_attention lepe_kernel_size must be 0 (off) or an odd positive "
-                             f"integer, got {lepe_kernel_size}")
         self.kernel_size, self.dilation, self.reverse = kernel_size, dilation, layer_id % 2 == 1
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.rope = RoPE2d(self.head_dim, rope_base)
-        self.lepe = DepthwiseConvPE(dim, lepe_kernel_size) if lepe_kernel_size else None
+        self.lepe = optional_lepe(dim, lepe_kernel_size, "sparse_scan_attention")
         self.proj = nn.Linear(dim, dim)
         self.init_weights()
 
     def init_weights(self) -> None:
         vit_init_(self)
-        if self.lepe is not None:
-            trunc_normal_(self.lepe.conv.weight, std=0.02)
-            nn.init.zeros_(self.lepe.conv.bias)
+        if self.lepe is not None:  # vit_init_ resets convs; the official inits give LePE trunc-normal(.02)
+            self.lepe.init_weights()
 
     def extra_repr(self) -> str:
         mode = "scan (reverse)" if self.reverse else "scan"
@@ -115,14 +110,10 @@ class SparseScanAttention(nn.Module):
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         h, w = hw
         require_grid_tokens(x, hw, "sparse_scan_attention", "its neighbourhoods and RoPE read grid positions")
-        dim = x.shape[-1]
-        q, k, v = self.qkv(x).split(dim, dim=-1)
-        compute = torch.promote_types(v.dtype, torch.float32)
+        qkv = self.qkv(x)
+        v = qkv.chunk(3, dim=-1)[2]  # LePE reads v as tokens, in the projection's dtype
         with torch.autocast(x.device.type, enabled=False):
-            qk = rearrange(torch.cat([q, k], dim=-1).to(compute), "b n (two h d) -> two b h n d", two=2,
-                           h=self.num_heads)
-            q, k = self.rope(qk, hw)
-            out = rearrange(v.to(compute), "b n (h d) -> b h n d", h=self.num_heads)
+            q, k, out = rotated_heads(qkv, self.rope, hw, self.num_heads)
             for kernel, dilation in self.passes(hw):
                 index = neighborhood_index(h, w, kernel, dilation, x.device)
                 out = neighborhood_attention(q, k, out, index, scale=self.head_dim ** -0.5)
