@@ -9,7 +9,7 @@ from tests.mixers.helpers import GRIDS, assert_trains, check_contract, largest_s
 from visionmix.flops import count_macs
 from visionmix.layers import neighborhood
 from visionmix.layers.rope import RoPE2d
-from visionmix.mixers.sparse_scan_attention import SparseScanAttention, scan_passes
+from visionmix.mixers.sparse_scan_attention import SparseScanAttention, fixed_scan_passes, scan_passes
 
 DIM, HEADS = 16, 2  # head width 8: RoPE rotates two pairs per axis
 
@@ -88,11 +88,26 @@ def test_single_pass_matches_dense_natten_oracle(hw, kernel, dilation):
     check_against_oracle(mixer, hw, [(kernel, dilation)])
 
 
+@pytest.mark.parametrize("schedule", ["fixed", "official"])
 @pytest.mark.parametrize("hw, kernel, layer_id", [((16, 16), 5, 0), ((16, 16), 5, 1), ((16, 16), 3, 0),
                                                   ((5, 7), 3, 1), ((4, 4), 3, 0)])
-def test_scan_matches_chained_dense_oracle(hw, kernel, layer_id):
-    mixer = randomize_(SparseScanAttention(DIM, HEADS, kernel_size=kernel, layer_id=layer_id).double(), 0.3)
-    check_against_oracle(mixer, hw, mixer.passes(hw))
+def test_scan_matches_chained_dense_oracle(hw, kernel, layer_id, schedule):
+    mixer = SparseScanAttention(DIM, HEADS, kernel_size=kernel, layer_id=layer_id, schedule=schedule)
+    check_against_oracle(randomize_(mixer.double(), 0.3), hw, mixer.passes(hw))
+
+
+def test_fixed_schedule_keeps_k_squared_anchors_spanning_the_grid():
+    # two 7x7 passes at every size; the sparse one's dilation m // 7 keeps its 7 anchors across the whole side
+    for side, stride in ((14, 2), (32, 4), (64, 9), (128, 18)):
+        assert fixed_scan_passes((side, side + 3), 7, False) == [(7, 1), (7, stride)]
+        assert fixed_scan_passes((side + 3, side), 7, True) == [(7, stride), (7, 1)]
+        assert 7 * stride <= side < 7 * (stride + 1)
+    assert fixed_scan_passes((13, 40), 7, False) == [(7, 1)]  # anchors one apart would repeat the local pass
+    # where the official rule already uses 7x7 anchors, the two schedules agree
+    assert fixed_scan_passes((49, 49), 7, False) == scan_passes((49, 49), 7, False)
+    assert fixed_scan_passes((56, 56), 7, True)[0] == scan_passes((56, 56), 7, True)[1]
+    assert SparseScanAttention(8, 2).passes((64, 64)) == [(7, 1), (7, 9)]
+    assert SparseScanAttention(8, 2, schedule="official").passes((64, 64)) == [(7, 1), (9, 7)]
 
 
 def test_scan_schedule_is_the_official_one():
@@ -140,7 +155,7 @@ def test_flop_counter_sees_both_passes():
             return self.mixer(x, (16, 16))
 
     n = 256
-    macs = count_macs(OnGrid(SparseScanAttention(DIM, HEADS)), (torch.randn(1, n, DIM),))
+    macs = count_macs(OnGrid(SparseScanAttention(DIM, HEADS, schedule="official")), (torch.randn(1, n, DIM),))
     keys = 7 * 7 + 3 * 3  # passes (7, 1) and (3, 5) at 16×16
     assert macs == n * DIM * 4 * DIM + 2 * n * keys * DIM + n * DIM * 25  # projections, q·k and a·v, LePE
 
@@ -175,6 +190,7 @@ def test_extra_tokens_are_rejected_with_a_pointer_to_adaln():
 
 @pytest.mark.parametrize("options, message", [(dict(kernel_size=4), "odd integer >= 3"), (dict(kernel_size=1), "odd"),
                                               (dict(dilation=0), "dilation must be None"),
+                                              (dict(schedule="paper"), "'fixed', 'official'"),
                                               (dict(lepe_kernel_size=2), "odd positive")])
 def test_bad_options_are_clear_errors(options, message):
     with pytest.raises(ValueError, match=message):

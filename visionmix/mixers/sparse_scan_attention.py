@@ -7,16 +7,21 @@
 shifted inward, per dilation group, so every query sees exactly k² keys; ``visionmix.layers.neighborhood``).
 The paper's "anchors of interest": a local pass gathers an l×l window around every token, then a sparse pass
 over those local summaries attends to g×g anchors spaced s apart, so each token reaches across the grid.
-The official code's rule (``dilation=None``, default), with K = ``kernel_size`` and m = min(H, W):
+Two schedules, with K = ``kernel_size`` and m = min(H, W):
 
-- even ``layer_id``: l = K, g = toodd(m // K), s = K;   odd ``layer_id`` ("reverse"): l = toodd(m // K), g = K,
-  s = m // K;  toodd(n) = n or n + 1, whichever is odd.
-- s shrinks until g · s <= m (at least 1); a pass whose l or g (before toodd) is <= 1 is skipped.
+- ``schedule="official"`` (the official code's rule). Even ``layer_id``: l = K, g = toodd(m // K), s = K; odd
+  ``layer_id`` ("reverse"): l = toodd(m // K), g = K, s = m // K; toodd(n) = n or n + 1, whichever is odd.
+  s shrinks until g · s <= m (at least 1); a pass whose l or g (before toodd) is <= 1 is skipped. Per query
+  that is l² + g² keys, N (K² + (m / K)²) in all: the kernel that scans the grid grows with it.
+- ``schedule="fixed"`` (default): both passes K×K, the sparse one with dilation s = m // K so its anchors
+  still span the grid; odd layers swap the roles by running the sparse pass first. Exactly 2 K² keys per
+  query on every grid (one K×K pass when s = 1), so cost is O(N K²): linear at any resolution, as the
+  benchmark's growth target asks. It is the official rule wherever that already uses K×K anchors (m // K
+  = 7 on even layers; the sparse pass of every odd layer).
 
-Per query that is l² + g² keys, so the cost grows as N (K² + (m / K)²): linear only while m ≲ K²
-(7 → 49 tokens a side). An explicit ``dilation`` d instead runs one K×K pass with that dilation (DiNAT-style;
-d = 1 is NAT): exactly O(N K²). A side too short for a window is clamped (kernel min(k, side), dilation
-reduced; see the layers module): small grids get full attention along that side, never an error.
+An explicit ``dilation`` d instead runs one K×K pass with that dilation (DiNAT-style; d = 1 is NAT). A side
+too short for a window is clamped (kernel min(k, side), dilation reduced; see the layers module): small
+grids get full attention along that side, never an error.
 
 Q, K, V come from one biased projection (the official 1×1 ``qkv`` conv); 2-D RoPE on q, k in RMT/SSViT's
 layout (``visionmix.layers.rope``, = the official ``theta_shift``); LePE is a depthwise 5×5 conv of V
@@ -61,16 +66,30 @@ def scan_passes(hw: tuple[int, int], kernel_size: int, reverse: bool) -> list[tu
     return passes
 
 
+def fixed_scan_passes(hw: tuple[int, int], kernel_size: int, reverse: bool) -> list[tuple[int, int]]:
+    """K×K local and K×K anchors spaced m // K apart (sparse first when ``reverse``): 2 K² keys per query."""
+    stride = min(hw) // kernel_size
+    if stride <= 1:
+        return [(kernel_size, 1)]
+    passes = [(kernel_size, 1), (kernel_size, stride)]
+    return passes[::-1] if reverse else passes
+
+
+SCHEDULES = {"fixed": fixed_scan_passes, "official": scan_passes}
+
+
 @MIXERS.register_module(name="sparse_scan_attention")
 class SparseScanAttention(nn.Module):
     """SSViT's S3A. Options: ``kernel_size`` (odd, >= 3; the official 7), ``dilation`` (None: the paper's
     two-pass scan, alternating with ``layer_id``; an int: one neighbourhood pass with that dilation),
+    ``schedule`` of the scan (``"fixed"``: K×K passes, O(N K²); ``"official"``: the official kernel sizes),
     ``lepe_kernel_size`` (odd, 0 = off), ``qkv_bias``, ``rope_base``."""
 
     layout = "tokens"
     accepts_extra_tokens = False
 
     def __init__(self, dim: int, num_heads: int = 8, *, kernel_size: int = 7, dilation: int | None = None,
+                 schedule: str = "fixed",
                  lepe_kernel_size: int = 5, qkv_bias: bool = True, rope_base: float = 10000.0,
                  layer_id: int = 0, num_layers: int = 1):
         super().__init__()
@@ -84,7 +103,11 @@ class SparseScanAttention(nn.Module):
         if dilation is not None and (not isinstance(dilation, int) or dilation < 1):
             raise ValueError(f"sparse_scan_attention dilation must be None (the paper's two-pass scan) or a "
                              f"positive integer, got {dilation!r}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"sparse_scan_attention schedule {schedule!r} is unknown; choose one of "
+                             f"{', '.join(map(repr, SCHEDULES))}")
         self.kernel_size, self.dilation, self.reverse = kernel_size, dilation, layer_id % 2 == 1
+        self.schedule = schedule
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.rope = RoPE2d(self.head_dim, rope_base)
         self.lepe = optional_lepe(dim, lepe_kernel_size, "sparse_scan_attention")
@@ -97,14 +120,14 @@ class SparseScanAttention(nn.Module):
             self.lepe.init_weights()
 
     def extra_repr(self) -> str:
-        mode = "scan (reverse)" if self.reverse else "scan"
+        mode = f"{self.schedule} scan" + (" (reverse)" if self.reverse else "")
         return (f"num_heads={self.num_heads}, kernel_size={self.kernel_size}, "
                 f"dilation={mode if self.dilation is None else self.dilation}")
 
     def passes(self, hw: tuple[int, int]) -> list[tuple[int, int]]:
         """[(kernel, dilation)] run in order on an H×W grid, each pass attending over the previous one's output."""
         if self.dilation is None:
-            return scan_passes(hw, self.kernel_size, self.reverse)
+            return SCHEDULES[self.schedule](hw, self.kernel_size, self.reverse)
         return [(self.kernel_size, self.dilation)]
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
