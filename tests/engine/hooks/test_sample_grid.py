@@ -23,5 +23,6 @@ def run_tiny(tmp_path, max_iters: int, interval: int):
 def test_grids_are_named_by_completed_iterations(tmp_path, max_iters, interval, expected):
     names, folder = run_tiny(tmp_path, max_iters, interval)
     assert names == expected
-    # 3 classes as rows of 2 samples, 8x8 pixels each with 1-pixel padding
-    assert Image.open(folder / expected[0]).size == (2 * 9 + 1, 3 * 9 + 1)
+    # 3 classes as rows of 2 samples, 8x8 pixels each with 1-pixel padding: 19 x 28 px, upscaled x14 so that
+    # the shorter side reaches 256 px
+    assert Image.open(folder / expected[0]).size == ((2 * 9 + 1) * 14, (3 * 9 + 1) * 14)

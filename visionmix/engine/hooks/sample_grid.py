@@ -1,15 +1,15 @@
-"""Write a PNG grid of (EMA) samples every N iterations, so progress can be seen, not just read."""
+"""Write a PNG grid of (EMA) samples every N iterations, so progress can be seen, not just read: one row per
+class, upscaled to at least 256 pixels a side (``visionmix.visualization.save_grid``)."""
 from __future__ import annotations
 
-import math
-import os
 import os.path as osp
 
 import torch
 from mmengine.hooks import EMAHook, Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
-from torchvision.utils import save_image
+
+from ...visualization import save_grid
 
 
 @HOOKS.register_module()
@@ -60,8 +60,7 @@ class SampleGridHook(Hook):
             return None
         images = model.sample(self.labels(model), generator=generator, backbone=backbone, **self.sampling)
         path = osp.join(runner.work_dir, "samples", f"iter_{iteration:07d}.png")
-        os.makedirs(osp.dirname(path), exist_ok=True)
-        nrow = self.per_class if model.conditional else int(math.sqrt(len(images)))
-        save_image((images.float().cpu() + 1) / 2, path, nrow=nrow, padding=1, pad_value=1.0)
+        labels = self.labels(model) if model.conditional else None
+        save_grid(images, path, labels=labels)
         runner.logger.info(f"wrote sample grid {path}")
         return path
