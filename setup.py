@@ -1,4 +1,7 @@
-"""Install visionmix; the top-level ``ops/`` folder (native WKV kernels) installs as ``visionmix.ops``.
+"""Install visionmix; the top-level ``ops/`` folder (native WKV kernels) installs as ``visionmix.ops`` and
+``configs/`` as ``visionmix/configs/`` (model-zoo rows name configs; ``visionmix.hub`` finds them there when no
+checkout is around; relative ``read_base()`` imports work because the folder keeps its layout). The zoo table and
+the weights and grids it ships (``visionmix/zoo/``) are package data.
 
 Set ``VISIONMIX_BUILD_OPS=1`` to compile the native Bi-WKV op ahead of time; otherwise it is built
 with ninja on first use (see ``ops/loader.py``).
@@ -7,7 +10,7 @@ import os
 
 from setuptools import find_packages, setup
 
-packages = [p for p in find_packages(include=["visionmix", "visionmix.*"])] + ["visionmix.ops"]
+packages = [p for p in find_packages(include=["visionmix", "visionmix.*"])] + ["visionmix.ops", "visionmix.configs"]
 ext_modules, cmdclass = [], {}
 if os.environ.get("VISIONMIX_BUILD_OPS") == "1":
     from ops.build import ahead_of_time_extensions  # torch is needed only for this path
@@ -21,8 +24,12 @@ setup(
     "softmax attention) in shared diffusion scaffolds",
     python_requires=">=3.9",
     packages=packages,
-    package_dir={"visionmix.ops": "ops"},
-    package_data={"visionmix.ops": ["csrc/*.h", "csrc/*.cpp", "csrc/*.cu"]},
+    package_dir={"visionmix.ops": "ops", "visionmix.configs": "configs"},
+    package_data={
+        "visionmix.ops": ["csrc/*.h", "csrc/*.cpp", "csrc/*.cu"],
+        "visionmix.configs": ["**/*.py"],
+        "visionmix": ["zoo/*.yml", "zoo/digits/*.safetensors", "zoo/digits/*.png"],
+    },
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     install_requires=[
@@ -35,6 +42,7 @@ setup(
         "fvcore",
         "ninja",
         "pyyaml",
+        "safetensors",
         "scikit-learn",
         "tqdm",
     ],

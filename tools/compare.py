@@ -23,8 +23,13 @@ Measurement per resolution: every sibling is built once and called once for peak
 visionmix.benchmarking), then ``--warmup`` untimed and ``--reps`` timed fwd+bwd calls in turns
 (round-robin over siblings), median; images/s = batch / time. GMACs are per image (batch 1,
 visionmix.flops.count_macs); ``--no-macs`` skips them. ``× attention``: images/s relative to the
-sibling whose mixer is ``attention`` (plain, fused SDPA path). Writes ``<out>/<config>.md`` (also
-printed) and ``<out>/<config>.csv``.
+sibling whose mixer is ``attention`` (plain, fused SDPA path); ``s/step``: one fwd+bwd at ``--batch``.
+
+Quality: a sibling whose backbone is exactly the backbone of a model-zoo row with measured quality
+(``visionmix/zoo/model_zoo.yml``; the digits rows: ``configs/mixers/<mixer>_digits8.py``) gets that row's
+digits agreement (unguided / guidance 3) and Fréchet distance at its trained resolution, e.g.
+``python tools/compare.py configs/quickstart/drwkv_digits8.py --mixers all --res 8 --batch 64``.
+Writes ``<out>/<config>.md`` (also printed) and ``<out>/<config>.csv``.
 """
 
 import argparse
@@ -48,7 +53,8 @@ from visionmix.flops import backbone_inputs, count_macs, count_params
 from visionmix.layers.layout import layout_of
 from visionmix.registry import BACKBONES, MIXERS, as_config, list_ffns, list_mixers, resolve_type
 
-HEADERS = ["res", "input", "mixer", "params", "GMACs", "img/s", "× attention", "peak MiB", "note"]
+HEADERS = ["res", "input", "mixer", "params", "GMACs", "img/s", "s/step", "× attention", "peak MiB", "note"]
+QUALITY_HEADERS = ["zoo row", "agreement", "guidance 3", "Fréchet"]
 
 
 @dataclass
@@ -58,6 +64,7 @@ class Sibling:
     spec: Optional[MixerSpec] = None  # None for the config's own mixer
     error: Optional[str] = None
     reference: bool = False  # the plain attention sibling the ratio column divides by
+    zoo: Optional[Tuple[str, dict]] = None  # (name, row) of the model-zoo row with this exact backbone
 
     def context(self) -> ContextManager:
         return self.spec.context() if self.spec else contextlib.nullcontext()
@@ -99,6 +106,39 @@ def siblings(cfg: Config, specs: List[MixerSpec]) -> List[Sibling]:
         swapped.model.backbone.mixer = spec.config()
         rows.append(Sibling(spec.label, swapped.model.backbone, spec, reference=plain and spec.name == "attention"))
     return rows
+
+
+def backbone_key(backbone: Config) -> str:
+    """A comparable text of a backbone config, the mixer's type resolved (a name and its class are equal)."""
+    plain = copy.deepcopy(backbone.to_dict() if isinstance(backbone, Config) else dict(backbone))
+    mixer = dict(as_config(plain["mixer"]))
+    mixer["type"] = resolve_type(MIXERS, mixer["type"])
+    plain["mixer"] = mixer
+    return repr(sorted((k, repr(v)) for k, v in plain.items()))
+
+
+def attach_zoo_rows(sibs: List[Sibling], table: Optional[str] = None) -> None:
+    """Give each sibling the model-zoo row with measured quality whose config builds exactly its backbone."""
+    from visionmix.hub import list_models, model_info, resolve_config
+
+    wanted = {backbone_key(s.backbone): s for s in sibs if s.backbone is not None}
+    for name in list_models(table):
+        row = model_info(name, table)
+        if not isinstance(row.get("quality"), dict) or row["quality"].get("agreement") is None:
+            continue
+        cfg = load_config(str(resolve_config(row["config"])), row.get("cfg_options") or None)
+        sibling = wanted.get(backbone_key(cfg.model.backbone))
+        if sibling is not None:
+            sibling.zoo = (name, row)
+
+
+def quality_cells(sibling: Sibling, input_size: int) -> list:
+    """[zoo row, agreement, guidance 3, Fréchet] at the row's trained input size, else blanks."""
+    if sibling.zoo is None or sibling.backbone.get("input_size") != input_size:
+        return [None] * len(QUALITY_HEADERS)
+    name, row = sibling.zoo
+    quality = row["quality"]
+    return [name, quality.get("agreement"), quality.get("agreement_cfg3"), quality.get("frechet")]
 
 
 def build_at(sibling: Sibling, input_size: int, device: torch.device) -> nn.Module:
@@ -164,14 +204,25 @@ def measure_res(sibs: List[Sibling], res: int, args: argparse.Namespace, device:
         ratio = ips / (args.batch / times[ref]) if ips and ref else None
         macs = v.get("macs")
         rows.append([res, f"{input_size}²", s.label, v.get("params"), None if macs is None else macs / 1e9,
-                     ips, ratio, mib(v.get("peak")), v.get("note")])
+                     ips, t, ratio, mib(v.get("peak")), v.get("note"), *quality_cells(s, input_size)])
     return rows
 
 
-def shown(row: list) -> list:
-    res, size, label, params, gmacs, ips, ratio, peak, note = row
-    return [res, size, label, None if params is None else f"{params:,}", fmt(gmacs, 3), fmt(ips, 2),
-            fmt(ratio, 2), fmt(peak, 1), note or ""]
+def percent(value: Optional[float]) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def shown(row: list, quality: bool) -> list:
+    res, size, label, params, gmacs, ips, step, ratio, peak, note, zoo, agree, agree3, frechet = row
+    cells = [res, size, label, None if params is None else f"{params:,}", fmt(gmacs, 3), fmt(ips, 2),
+             fmt(step, 3), fmt(ratio, 2), fmt(peak, 1), note or ""]
+    if quality:
+        cells[-1:-1] = [f"`{zoo}`" if zoo else "—", percent(agree), percent(agree3), fmt(frechet, 2)]
+    return cells
+
+
+def headers(quality: bool) -> List[str]:
+    return HEADERS[:-1] + QUALITY_HEADERS + HEADERS[-1:] if quality else HEADERS
 
 
 def list_registered() -> str:
@@ -206,27 +257,34 @@ def main(argv: Optional[List[str]] = None) -> int:
     device, out, policy = prepare_run(args)
     cfg = load_config(args.config, args.cfg_options)
     args.downsample = args.downsample or latent_factor(cfg)
-    trimmed = trim_depth(cfg.model.backbone, args.depth)
+    trimmed = trim_depth(copy.deepcopy(cfg.model.backbone), args.depth)
     try:
         specs = select_specs(args.mixers, [MixerSpec(name) for name in list_mixers()])
     except ValueError as err:
         print(f"error: --mixers: {err}", file=sys.stderr)
         return 2
     sibs = siblings(cfg, specs)
+    attach_zoo_rows(sibs)  # before trimming: the zoo rows are full-depth models
+    for s in sibs:
+        if s.backbone is not None:
+            trim_depth(s.backbone, args.depth)
+    quality = any(s.zoo for s in sibs)
     peaks: Dict[str, List[Tuple[int, int]]] = {}
     rows = []
     for res in args.res:
         rows += measure_res(sibs, res, args, device, peaks)
-        print(markdown_table(HEADERS, [shown(r) for r in rows if r[0] == res]), file=sys.stderr, flush=True)  # progress
+        print(markdown_table(headers(quality), [shown(r, quality) for r in rows if r[0] == res]),
+              file=sys.stderr, flush=True)  # progress
     stem = Path(args.config).stem
     text = "\n".join([
         f"{stem} and its mixer siblings: fwd+bwd of the backbone, fp32, batch {args.batch}, {trimmed}, input = "
         f"res / {args.downsample}; median of {args.reps} in turns after {args.warmup} warm-up; {environment(device)}; "
         f"{policy}.", f"Peak memory: {memory_method(device)}.", "",
-        markdown_table(HEADERS, [shown(r) for r in rows])]) + "\n"
+        markdown_table(headers(quality), [shown(r, quality) for r in rows])]) + "\n"
     (out / f"{stem}.md").write_text(text)
-    write_csv(out / f"{stem}.csv", ["res", "input", "mixer", "params", "gmacs", "images_per_s", "ratio_attention",
-                                    "peak_mib", "note"], rows)
+    write_csv(out / f"{stem}.csv", ["res", "input", "mixer", "params", "gmacs", "images_per_s", "seconds_per_step",
+                                    "ratio_attention", "peak_mib", "note", "zoo_row", "agreement", "agreement_cfg3",
+                                    "frechet"], rows)
     print(text)
     print(f"written: {out / (stem + '.md')}, {out / (stem + '.csv')}")
     return 0

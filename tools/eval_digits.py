@@ -3,6 +3,7 @@ features are to real digits (Frechet distance in a held-out-validated classifier
 
     python tools/eval_digits.py configs/quickstart/drwkv_digits8.py --checkpoint work_dirs/.../iter_3000.pth
     python tools/eval_digits.py CONFIG --checkpoint CKPT --image-size 12 16   # sample at other resolutions
+    python tools/eval_digits.py --checkpoint zoo:drwkv_digits8                 # a model-zoo row brings its config
 
 ``--image-size`` samples at another resolution than the model was trained at (any-resolution models: fuzzy or
 resampled positions) and area-downsamples the samples to the scorer's 8x8 before scoring.
@@ -17,25 +18,22 @@ import sys
 import torch
 import torch.nn.functional as F
 from mmengine.config import DictAction
-from torchvision.utils import save_image
 
-from visionmix import build_model
-from visionmix.config import load_config
 from visionmix.engine import CheckpointError
 from visionmix.evaluation import DigitsScorer
+from visionmix.hub import PREFIX, ZooError, load_model
+from visionmix.visualization import save_grid
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from sample import load_weights  # noqa: E402
+GRID_PER_CLASS = 10
 
 
-def evaluate(config: str, checkpoint: str, per_class: int = 50, cfg_scales: tuple[float, ...] = (1.0, 3.0),
+def evaluate(config: str | None, checkpoint: str, per_class: int = 50, cfg_scales: tuple[float, ...] = (1.0, 3.0),
              sampler: str | None = None, steps: int | None = None, seed: int = 0, out_dir: str | None = None,
              cfg_options: dict | None = None, image_sizes: tuple[int | None, ...] = (None,)) -> list[dict]:
     """Sample ``per_class`` digits of each class at every guidance scale (and image size: None = the trained
-    one) and score them. ``sampler`` and ``steps`` default to the config's ``model.sampling``."""
-    model = build_model(load_config(config, cfg_options).model)
-    load_weights(model, checkpoint, config)
-    model.eval()
+    one) and score them. ``checkpoint`` is a local file (with its ``config``) or ``zoo:NAME`` (config optional).
+    ``sampler`` and ``steps`` default to the config's ``model.sampling``."""
+    model, _ = load_model(checkpoint, config, cfg_options)
     sampler = sampler or model.sampling["sampler"]
     steps = steps or model.sampling["steps"]
     scorer = DigitsScorer.fit()
@@ -52,10 +50,9 @@ def evaluate(config: str, checkpoint: str, per_class: int = 50, cfg_scales: tupl
                          steps=steps))
         if out_dir:
             os.makedirs(out_dir, exist_ok=True)
-            grid = images.view(10, per_class, *images.shape[1:])[:, :10].reshape(-1, *images.shape[1:])
+            shown = torch.arange(len(labels)) % per_class < GRID_PER_CLASS  # the first ten of each digit
             suffix = f"_{images.shape[-1]}px" if size else ""
-            save_image((grid + 1) / 2, osp.join(out_dir, f"digits_cfg{scale:g}{suffix}.png"),
-                       nrow=min(per_class, 10), padding=1, pad_value=1.0)
+            save_grid(images[shown], osp.join(out_dir, f"digits_cfg{scale:g}{suffix}.png"), labels=labels[shown])
     return rows
 
 
@@ -70,8 +67,8 @@ def print_table(rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config")
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("config", nargs="?", help="the config the checkpoint was trained with (optional for zoo:NAME)")
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by tools/train.py, or zoo:NAME")
     parser.add_argument("--per-class", type=int, default=50)
     parser.add_argument("--cfg-scales", type=float, nargs="+", default=[1.0, 3.0])
     parser.add_argument("--sampler", default=None, help="default: the config's model.sampling.sampler")
@@ -82,11 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, nargs="+", default=[None],
                         help="sample at these sizes (downsampled to the trained size for scoring)")
     args = parser.parse_args(argv)
-    out = args.out or osp.join(osp.dirname(osp.abspath(args.checkpoint)), "samples")
+    zoo = args.checkpoint.startswith(PREFIX)
+    if args.config is None and not zoo:
+        parser.error(f"CONFIG is required with a local checkpoint ({args.checkpoint}); zoo:NAME models bring their own")
+    if args.out:
+        out = args.out
+    elif zoo:  # under the current folder, not beside the download cache
+        out = osp.join("samples", args.checkpoint[len(PREFIX):])
+    else:
+        out = osp.join(osp.dirname(osp.abspath(args.checkpoint)), "samples")
     try:
         rows = evaluate(args.config, args.checkpoint, args.per_class, tuple(args.cfg_scales), args.sampler,
                         args.steps, args.seed, out, args.cfg_options, tuple(args.image_size))
-    except (FileNotFoundError, CheckpointError) as err:
+    except (FileNotFoundError, CheckpointError, ZooError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print_table(rows)

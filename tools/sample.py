@@ -1,10 +1,13 @@
 """Sample from a trained model: a PNG grid, and an ``.npz`` (``arr_0``, uint8 N x H x W x 3) for FID.
 
     python tools/sample.py CONFIG --checkpoint work_dirs/x/iter_400000.pth --num 64 --cfg-scale 1.5
+    python tools/sample.py --checkpoint zoo:dit_xl2_in256 --num 16     # a model-zoo row brings its config
     torchrun --nproc_per_node 8 tools/sample.py CONFIG --checkpoint CKPT --num 50000 --launcher pytorch
 
-The ``.npz`` matches the ADM evaluation suite's reference batches. With several processes every rank
-samples its share (sample i goes to rank i % world_size) and rank 0 assembles them in order.
+The ``.npz`` matches the ADM evaluation suite's reference batches. The PNG shows one row per class when the
+samples span at most 16 classes (else a square of the first 64), upscaled to >= 256 px (visionmix.visualization).
+With several processes every rank samples its share (sample i goes to rank i % world_size) and rank 0 assembles
+them in order. ``zoo:NAME`` outputs go to ``samples/NAME/`` in the current folder unless ``--out`` says otherwise.
 Outputs appear whole or not at all (written under temporary names, then renamed).
 Exit codes: 0 done, 1 runtime error (missing or unfitting checkpoint...), 2 bad arguments.
 """
@@ -21,14 +24,17 @@ from visionmix.cli import ArgumentParser, CfgOptionsAction, UsageError, run_tool
 
 # torch, numpy, mmengine and visionmix are imported inside the functions that need them: --help and
 # bad arguments answer at once instead of after many seconds of imports.
-SHOWN_MISMATCHES = 5
+ZOO = "zoo:"
+GRID_MAX_CLASSES = 16  # more classes than this (random ImageNet labels) would make a tall strip: a square instead
+GRID_SQUARE = 64
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """The command line (argparse only: no heavy imports)."""
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("config")
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by tools/train.py, or a state dict")
+    parser.add_argument("config", nargs="?", help="the config the checkpoint was trained with (optional for zoo:NAME)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="a checkpoint written by tools/train.py, a state dict, or zoo:NAME (visionmix.hub)")
     parser.add_argument("--num", type=int, default=64, help="number of samples")
     parser.add_argument("--labels", type=int, nargs="+",
                         help="class ids to cycle through (default: random classes); -1 = no label, "
@@ -38,7 +44,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--sampler", choices=["ddpm", "ddim", "euler", "heun", "ode", "sde"], default=None)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="output folder (default: samples/ next to the checkpoint)")
+    parser.add_argument("--out", default=None, help="output folder (default: samples/ next to the checkpoint; "
+                                                     "samples/NAME/ in the current folder for zoo:NAME)")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none")
     parser.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, metavar="KEY=VALUE")
@@ -55,6 +62,11 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--cfg-scale must be a finite number >= 0 (1 = no guidance), got {args.cfg_scale}")
     if args.out is not None and osp.exists(args.out) and not osp.isdir(args.out):
         raise UsageError(f"--out {args.out} is a file, not a folder")
+    if args.checkpoint.startswith(ZOO):
+        return  # the name is checked against the table when the model is loaded
+    if args.config is None:
+        raise UsageError(f"CONFIG is required with a local checkpoint ({args.checkpoint}): name the config it was "
+                         f"trained with, or use --checkpoint {ZOO}NAME for a model-zoo row")
     if not osp.isfile(args.checkpoint):
         where = osp.abspath(osp.expanduser(args.checkpoint))
         folder = osp.dirname(where)
@@ -81,41 +93,6 @@ def check_labels(args: argparse.Namespace, model: Any, cfg_scale: float) -> None
                     "(class_dropout_prob=0); use --cfg-scale 1")
 
 
-def load_weights(model: Any, path: str, config: str) -> None:
-    """Load model weights; for training checkpoints the EMA weights (mmengine stores them as state_dict).
-
-    A checkpoint of another model raises a :class:`CheckpointMismatchError` of a few lines: counts, the
-    first mismatches with their shapes, and the config the checkpoint was trained with if it says."""
-    from visionmix.engine import trust_path
-    from visionmix.engine.checkpoint import (CheckpointError, CheckpointMismatchError, load_local_checkpoint,
-                                             shapes_of, trained_with)
-
-    trust_path(path)  # named explicitly by the user
-    try:
-        checkpoint = load_local_checkpoint(path, map_location="cpu")
-    except OSError as err:  # torch.load of a truncated zip can fail with a bare "[Errno 22]"
-        if isinstance(err, FileNotFoundError):
-            raise
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {err})") from err
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    saved, wanted = shapes_of(state), shapes_of(model.state_dict())
-    differ = [k for k in wanted if k in saved and saved[k] != wanted[k]]
-    missing = [k for k in wanted if k not in saved and not k.startswith("data_preprocessor")]
-    unexpected = [k for k in saved if k not in wanted]
-    if differ or missing or unexpected:
-        origin = trained_with(checkpoint) if isinstance(checkpoint, dict) else None
-        examples = [f"  {k}: checkpoint {saved[k]} vs model {wanted[k]}" for k in differ]
-        examples += [f"  {k}: not in the checkpoint" for k in missing]
-        examples += [f"  {k}: not in the model" for k in unexpected]
-        raise CheckpointMismatchError(
-            f"checkpoint {path} does not fit {config}: {len(differ)} of {len(wanted)} tensors differ in shape, "
-            f"{len(missing)} missing, {len(unexpected)} unexpected; "
-            + (f"it was trained with {origin}" if origin else "pass the config it was trained with")
-            + "\n" + "\n".join(examples[:SHOWN_MISMATCHES]))
-    model.load_state_dict(state, strict=False)
-
-
 def to_uint8(images: Any) -> Any:
     """[-1, 1] (N, C, H, W) -> uint8 (N, H, W, 3); single-channel images are repeated to RGB."""
     import torch
@@ -126,20 +103,41 @@ def to_uint8(images: Any) -> Any:
     return x.cpu().numpy()
 
 
+def grid_cells(arr: Any, labels: Any) -> Tuple[Any, Optional[Any]]:
+    """What the PNG shows: [-1, 1] images and their labels (one row per class) when the samples are labelled with
+    at most :data:`GRID_MAX_CLASSES` classes, up to ``max(8, 64 // classes)`` (<= 16) per class; else the first
+    64 images and None (a square)."""
+    import numpy as np
+    import torch
+
+    labels = np.asarray(labels).reshape(-1)[: len(arr)]
+    classes = np.unique(labels)
+    keep, by_class = np.arange(min(GRID_SQUARE, len(arr))), None
+    if (labels >= 0).any() and len(classes) <= GRID_MAX_CLASSES:
+        per_class = min(16, max(8, GRID_SQUARE // len(classes)))
+        keep = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in classes])
+        by_class = labels[keep]
+    shown = arr[keep]
+    if (shown == shown[..., :1]).all():  # grey samples (to_uint8 repeats one channel): a grey PNG, a third the size
+        shown = shown[..., :1]
+    images = torch.from_numpy(np.ascontiguousarray(shown)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return images, by_class
+
+
 def write_outputs(out_dir: str, name: str, arr: Any, labels: Any) -> List[str]:
     """``<name>.npz`` and ``<name>.png`` in ``out_dir``, each written whole under a temporary name in that
     folder and renamed at the end; on any failure neither temporary file remains."""
     import numpy as np
-    import torch
-    from torchvision.utils import save_image
+
+    from visionmix.visualization import save_grid
 
     os.makedirs(out_dir, exist_ok=True)
     final = [osp.join(out_dir, name + ext) for ext in (".npz", ".png")]
     temp = [osp.join(out_dir, f".{name}.{os.getpid()}.partial{ext}") for ext in (".npz", ".png")]
     try:
         np.savez(temp[0], arr_0=arr, labels=labels)
-        grid = torch.from_numpy(arr[:64]).permute(0, 3, 1, 2).float() / 255
-        save_image(grid, temp[1], nrow=int(math.sqrt(min(64, len(arr)))) or 1)
+        images, by_class = grid_cells(arr, labels)
+        save_grid(images, temp[1], labels=by_class)
         for src, dst in zip(temp, final):
             os.replace(src, dst)
     finally:
@@ -207,24 +205,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import torch
     import torch.distributed as dist
 
-    from visionmix import build_model
-    from visionmix.config import load_config
+    from visionmix.hub import load_model
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    cfg = load_config(args.config, args.cfg_options)
-    model = build_model(cfg.model)
     overrides = {k: v for k, v in dict(cfg_scale=args.cfg_scale, steps=args.steps, sampler=args.sampler).items()
                  if v is not None}
-    cfg_scale = overrides.get("cfg_scale", model.sampling["cfg_scale"])
-    check_labels(args, model, cfg_scale)
-    load_weights(model, args.checkpoint, args.config)
+
+    def scale_of(model: Any) -> float:
+        return overrides.get("cfg_scale", model.sampling["cfg_scale"])
+
+    # bad labels or guidance fail on the built model, before any weights are read (or downloaded)
+    model, info = load_model(args.checkpoint, args.config, args.cfg_options,
+                             before_load=lambda built: check_labels(args, built, scale_of(built)))
+    cfg_scale = scale_of(model)
     if args.launcher == "pytorch" and not dist.is_initialized():
         dist.init_process_group("nccl" if args.device.startswith("cuda") else "gloo")
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     if args.device.startswith("cuda"):
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     model.to(args.device).eval()
-    out_dir = args.out or osp.join(osp.dirname(osp.abspath(args.checkpoint)), "samples")
+    if args.out:
+        out_dir = args.out
+    elif info["name"]:  # a zoo model: under the current folder, not beside the download cache
+        out_dir = osp.join("samples", info["name"])
+    else:
+        out_dir = osp.join(osp.dirname(osp.abspath(args.checkpoint)), "samples")
     try:
         shard, labels = sample_all(args, model, overrides, rank, world)
         arr = gather(shard, out_dir, args.num, rank, world)

@@ -67,3 +67,20 @@ def test_a_mixer_the_conditioning_rejects_is_listed_with_the_reason(tmp_path, ca
     assert compare.main(argv) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if f"| {grid[0]} |" in line)
     assert "ValueError" in row and "in-context" in row
+
+
+def test_quality_comes_from_the_zoo_row_with_exactly_that_backbone(tmp_path):
+    table = tmp_path / "zoo.yml"
+    quality = "{agreement: 0.5, agreement_cfg3: 0.75, frechet: 1.25, source: measured}"
+    table.write_text("models:\n"
+                     f"  rala_row: {{config: configs/mixers/rala_digits8.py, weights: x.safetensors, quality: {quality}}}\n"
+                     # same mixer, other options: a different model, so it must not match the plain rala sibling
+                     "  rala_other: {config: configs/mixers/rala_digits8.py, cfg_options: {model.backbone.mixer.lepe_kernel_size: 3},"
+                     f" weights: y.safetensors, quality: {quality}}}\n"
+                     "  untrained: {config: configs/mixers/attention_digits8.py, weights: z.safetensors, status: untrained}\n")
+    sibs = compare.siblings(load_config(DIGITS), [MixerSpec("rala"), MixerSpec("attention"),
+                                                  MixerSpec("rala", (("lepe_kernel_size", 3),))])
+    compare.attach_zoo_rows(sibs, str(table))
+    assert [s.zoo[0] if s.zoo else None for s in sibs] == [None, "rala_row", None, "rala_other"]
+    assert compare.quality_cells(sibs[1], 8) == ["rala_row", 0.5, 0.75, 1.25]
+    assert compare.quality_cells(sibs[1], 16) == [None] * 4  # another resolution is another model

@@ -4,6 +4,10 @@ torch 2.6 made ``torch.load(weights_only=True)`` the default, and mmengine's loc
 bare, so resuming an mmengine checkpoint (which pickles its message hub) fails. We register a local
 loader that unpickles fully only files inside directories the user vouched for (their work dir and
 an explicitly named resume / load_from file) and loads everything else with ``weights_only=True``.
+
+``load_from = "zoo:NAME"`` loads a model-zoo row's verified, converted weights (:mod:`visionmix.hub`) through an
+mmengine ``zoo:`` scheme registered here. :func:`load_weights` is how tools load a local checkpoint into a model
+(the EMA weights of a training checkpoint; a short mismatch message naming the config it was trained with).
 """
 from __future__ import annotations
 
@@ -11,12 +15,14 @@ import pickle
 import re
 import zipfile
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
 _TRUSTED: set[Path] = set()
+ZOO_PREFIX = "zoo:"
+SHOWN_MISMATCHES = 5
 
 
 class CheckpointError(RuntimeError):
@@ -117,14 +123,66 @@ def check_fits(model_shapes: Mapping[str, Sequence[int]], checkpoint: Mapping, f
                                   + "\n".join(examples) + f"\n{advice}, or drop --resume / load_from")
 
 
+def fit_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str, config: str, *,
+                   strict: bool, origin: str | None = None) -> None:
+    """Load ``state`` into ``model`` after checking that every tensor fits; otherwise a
+    :class:`CheckpointMismatchError` of a few lines: counts, the first mismatches with their shapes, and
+    ``origin`` (the config the weights were trained with) when known. ``strict=False`` tolerates missing
+    ``data_preprocessor`` tensors (training checkpoints may lack them); ``strict=True`` tolerates nothing."""
+    saved, wanted = shapes_of(state), shapes_of(model.state_dict())
+    differ = [k for k in wanted if k in saved and saved[k] != wanted[k]]
+    missing = [k for k in wanted if k not in saved and (strict or not k.startswith("data_preprocessor"))]
+    unexpected = [k for k in saved if k not in wanted]
+    if differ or missing or unexpected:
+        examples = [f"  {k}: checkpoint {saved[k]} vs model {wanted[k]}" for k in differ]
+        examples += [f"  {k}: not in the checkpoint" for k in missing]
+        examples += [f"  {k}: not in the model" for k in unexpected]
+        raise CheckpointMismatchError(
+            f"checkpoint {source} does not fit {config}: {len(differ)} of {len(wanted)} tensors differ in shape, "
+            f"{len(missing)} missing, {len(unexpected)} unexpected; "
+            + (f"it was trained with {origin}" if origin else "pass the config it was trained with")
+            + "\n" + "\n".join(examples[:SHOWN_MISMATCHES]))
+    model.load_state_dict(dict(state), strict=strict)
+
+
+def load_weights(model: torch.nn.Module, path: str, config: str) -> None:
+    """Load a local checkpoint into ``model``: for training checkpoints the EMA weights (mmengine stores them as
+    ``state_dict``), DDP's ``module.`` prefix removed. The user named the file, so it may unpickle fully."""
+    trust_path(path)
+    try:
+        checkpoint = load_local_checkpoint(path, map_location="cpu")
+    except OSError as err:  # torch.load of a truncated zip can fail with a bare "[Errno 22]"
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {err})") from err
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    origin = trained_with(checkpoint) if isinstance(checkpoint, dict) else None
+    fit_state_dict(model, state, path, config, strict=False, origin=origin)
+
+
+def load_from_zoo(filename: str, map_location: Any = None) -> dict:
+    """mmengine loader for ``zoo:NAME``: the row's verified, converted state dict (downloaded once)."""
+    from ..hub import state_dict
+
+    return state_dict(filename[len(ZOO_PREFIX):], map_location=map_location)
+
+
 def check_config_checkpoint(cfg) -> None:
     """Before the Runner exists: does ``cfg.load_from`` fit the model ``cfg`` builds? The checkpoint is
-    memory-mapped and the model built on the meta device, so this costs neither memory nor initialisation."""
+    memory-mapped and the model built on the meta device, so this costs neither memory nor initialisation
+    (a ``zoo:`` name is downloaded and verified here, once, instead of after the Runner has started)."""
     if not cfg.get("load_from"):
         return
     from mmengine.registry import MODELS
 
-    checkpoint = load_local_checkpoint(cfg.load_from, map_location="cpu", mmap=True)
+    if str(cfg.load_from).startswith(ZOO_PREFIX):
+        if cfg.get("resume"):
+            raise CheckpointError(f"resume=True with load_from={cfg.load_from}: zoo weights start a new run and "
+                                  "cannot be resumed; set resume=False (or resume from a checkpoint of your run)")
+        checkpoint = load_from_zoo(cfg.load_from)
+    else:
+        checkpoint = load_local_checkpoint(cfg.load_from, map_location="cpu", mmap=True)
     try:
         with torch.device("meta"):
             shapes = shapes_of(MODELS.build(cfg.model).state_dict())
@@ -134,3 +192,4 @@ def check_config_checkpoint(cfg) -> None:
 
 
 CheckpointLoader.register_scheme(prefixes="", loader=load_local_checkpoint, force=True)
+CheckpointLoader.register_scheme(prefixes=ZOO_PREFIX, loader=load_from_zoo, force=True)

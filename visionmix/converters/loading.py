@@ -1,0 +1,76 @@
+"""Read an official checkpoint file without running code from it.
+
+``.safetensors`` files hold tensors only. Pickles (``.pt`` / ``.pth``) are read with
+``torch.load(weights_only=True)``, which rebuilds tensors and plain containers (dict, list, tuple, str,
+numbers, None) and refuses every other class, with exactly one class allowed on top:
+``argparse.Namespace``, the ``args`` that the DiT-family training scripts (SiT, DiCo, Diffusion-RWKV) save
+next to the weights. A Namespace is rebuilt as an empty object whose ``__dict__`` gets the stored
+plain values, so allowing it runs no code; any other class (``os.system`` in a crafted ``__reduce__``,
+say) is refused before it is called.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ALLOWED_CLASSES = (argparse.Namespace,)
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A pickle weights-only loading refuses: it names a class beyond tensors, plain containers and
+    ``argparse.Namespace``, or uses an opcode that loader does not run."""
+
+
+def load_official(path: str | Path) -> Any:
+    """The object an official checkpoint file holds, read safely (see the module docstring), on the CPU."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path.resolve()}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as err:  # safetensors raises its own error types for a bad header or a short file
+            raise _unreadable(path, err) from err
+    try:
+        with _allowed_classes():
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        if "weights only" not in text.lower():  # not a refusal: bytes that are no pickle at all
+            raise _unreadable(path, err) from err
+        found = re.search(r"GLOBAL\s+([\w.]+)", text)
+        if found is None:  # an opcode the weights-only unpickler does not run: corrupt, or an exotic pickle
+            detail = next((line.strip() for line in text.split("WeightsUnpickler error:")[-1].splitlines()
+                           if line.strip()), "")
+            raise UnsafeCheckpointError(f"{path}: not a checkpoint weights-only loading can read ({detail}): "
+                                        "truncated, corrupt, or a pickle of arbitrary objects") from None
+        raise UnsafeCheckpointError(
+            f"{path}: refused to unpickle the class/function {found.group(1)}; official checkpoints hold only "
+            "tensors, plain containers and argparse.Namespace. If you made this file and trust it, re-save just "
+            "its state dict (torch.save(model.state_dict(), ...)) and convert that"
+            + ("" if hasattr(torch.serialization, "safe_globals") else
+               f" (torch {torch.__version__} cannot allow argparse.Namespace: torch >= 2.5 can)")) from None
+    except (EOFError, RuntimeError, zipfile.BadZipFile) as err:
+        raise _unreadable(path, err) from err
+
+
+def _unreadable(path: Path, err: Exception) -> RuntimeError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return RuntimeError(f"{path}: not a readable checkpoint (truncated or corrupt?): {type(err).__name__}: "
+                        f"{first[:200]}")
+
+
+def _allowed_classes() -> contextlib.AbstractContextManager:
+    """Context in which ``weights_only`` loading also accepts :data:`ALLOWED_CLASSES`. Before torch 2.5
+    (no ``safe_globals``) nothing is added: plain state dicts still load, training pickles are refused."""
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    return safe_globals(list(ALLOWED_CLASSES)) if safe_globals else contextlib.nullcontext()
