@@ -136,3 +136,14 @@ def test_grad_checkpointing_gives_the_same_gradients():
         model(x, t, y).square().sum().backward()
         grads.append(model.x_embedder.proj.weight.grad)
     torch.testing.assert_close(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("mode", MODES[:3], ids=lambda m: m["conditioning"])
+def test_timestep_offset_shifts_the_step_number_the_network_sees(mode):
+    # U-ViT's released models number steps 1..1000: offset 1 at step t must equal no offset at step t + 1
+    shifted = randomize_(tiny(**mode, timestep_offset=1), std=0.2).eval()
+    plain = tiny(**mode).eval()
+    plain.load_state_dict(shifted.state_dict())
+    x, t, y = inputs()
+    torch.testing.assert_close(shifted(x, t, y), plain(x, t + 1, y), rtol=0, atol=0)
+    assert (shifted(x, t, y) - plain(x, t, y)).abs().max() > 1e-6

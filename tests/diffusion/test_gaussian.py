@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from visionmix.diffusion import GaussianDiffusion, cosine_betas, linear_betas
+from visionmix.diffusion.schedules import make_betas
 from visionmix.registry import OBJECTIVES, build
 
 F64 = torch.float64
@@ -61,6 +62,15 @@ def test_cosine_schedule_reproduces_its_alpha_bar():
     assert GaussianDiffusion(num_timesteps=T, noise_schedule="cosine").num_timesteps == T
     with pytest.raises(ValueError, match="unknown noise schedule"):
         GaussianDiffusion(noise_schedule="quadratic")
+
+
+def test_scaled_linear_schedule_is_stable_diffusions():
+    diffusers = pytest.importorskip("diffusers")
+    scheduler = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                                        beta_schedule="scaled_linear")
+    np.testing.assert_allclose(make_betas("scaled_linear", 1000), scheduler.betas.double().numpy(), rtol=1e-6)
+    b = make_betas("scaled_linear", 1000)
+    assert b[0] == pytest.approx(0.00085) and b[-1] == pytest.approx(0.012)
 
 
 def test_posterior_matches_the_closed_form_and_bayes_rule():

@@ -30,6 +30,7 @@ class Denoiser(nn.Module):
     out_channels: int
     num_classes: int
     size_divisor: int  # input sides must be multiples of this (patch size, times 2 per U-level)
+    timestep_offset: int = 0  # added to t before embedding (a released model that numbers steps from 1)
 
     def setup_interface(self, input_size: int | Sequence[int], in_channels: int, learn_sigma: bool,
                         num_classes: int, size_divisor: int) -> None:
@@ -89,6 +90,7 @@ class Denoiser(nn.Module):
         ``y=None`` on a class-conditional model means the null label for the whole batch.
         """
         t = t.expand(x.shape[0]) if t.ndim == 0 else t
+        t = t + self.timestep_offset if self.timestep_offset else t
         times = [embedder(t).to(dtype) for embedder in self.time_embedders()]
         if self.y_embedder is None:
             return times, None

@@ -35,6 +35,8 @@ class IsotropicBackbone(Denoiser):
         pos_embed: ``"sincos_frozen"`` | ``"sincos"`` | ``"learned"`` | ``"fuzzy"`` (ViTAR) | ``"none"`` (see
             PositionEmbedding); every kind runs at other input sizes (recomputed, resampled or sampled).
         time_embed_mlp: DiT's Linear-SiLU-Linear on 256 frequencies; False = raw D-dim sinusoid (U-ViT).
+        timestep_offset: added to t before it is embedded: U-ViT's released models number the steps 1..1000
+            where visionmix uses 0..999, so their config sets 1.
         norm_affine / norm_eps: the blocks' LayerNorms (DiT: no affine, 1e-6; DRWKV: affine, 1e-5).
         first_norm: LayerNorm on the first block's input; final_norm: LayerNorm before the head.
         init_style: ``"dit"`` (xavier linears, zeroed adaLN and head) or ``"vit"`` (trunc-normal 0.02, U-ViT).
@@ -47,7 +49,7 @@ class IsotropicBackbone(Denoiser):
                  learn_sigma: bool = True, pos_embed: str = "sincos_frozen", time_embed_mlp: bool = True,
                  norm_affine: bool = False, norm_eps: float = 1e-6, first_norm: bool = False,
                  final_norm: bool = False, drop_path_rate: float = 0.0, init_style: str = "dit",
-                 grad_checkpointing: bool = False):
+                 grad_checkpointing: bool = False, timestep_offset: int = 0):
         super().__init__()
         if skip not in ("none", "long"):
             raise ValueError(f"unknown skip {skip!r}; choose 'none' or 'long'")
@@ -57,6 +59,7 @@ class IsotropicBackbone(Denoiser):
         self.patch_size = patch_size  # before setup_interface: its error message names it
         self.setup_interface(input_size, in_channels, learn_sigma, num_classes, size_divisor=patch_size)
         self.skip, self.init_style, self.grad_checkpointing = skip, init_style, grad_checkpointing
+        self.timestep_offset = timestep_offset
         self.extra_tokens = (1 + int(num_classes > 0)) if conditioning == "in_context" else 0
         mixer = as_config(mixer)
         if self.extra_tokens and not getattr(resolve_type(MIXERS, mixer["type"]), "accepts_extra_tokens", False):

@@ -30,7 +30,7 @@ class GaussianDiffusion:
 
     Args:
         num_timesteps: T of the training process (1000 in DiT).
-        noise_schedule: "linear" (1e-4..0.02 scaled by 1000/T) or "cosine".
+        noise_schedule: "linear" (1e-4..0.02 scaled by 1000/T), "cosine" or "scaled_linear" (SD / U-ViT).
         learn_sigma: the model outputs 2C channels [eps, v] and the loss is mse + vb (IDDPM's L_hybrid);
             otherwise it outputs eps only, the loss is mse and the variance is fixed.
         sigma_small: with a fixed variance, use beta~_t instead of beta_t (DiT: False).

@@ -42,11 +42,18 @@ def cosine_betas(num_timesteps: int) -> np.ndarray:
     return betas_for_alpha_bar(num_timesteps, cosine_alpha_bar)
 
 
-_SCHEDULES = {"linear": linear_betas, "cosine": cosine_betas, "squaredcos_cap_v2": cosine_betas}
+def scaled_linear_betas(num_timesteps: int) -> np.ndarray:
+    """Stable Diffusion's schedule, which U-ViT's latent models were trained with: sqrt(beta) linear from
+    sqrt(0.00085) to sqrt(0.012), squared."""
+    return np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, num_timesteps, dtype=np.float64) ** 2
+
+
+_SCHEDULES = {"linear": linear_betas, "cosine": cosine_betas, "squaredcos_cap_v2": cosine_betas,
+              "scaled_linear": scaled_linear_betas}
 
 
 def make_betas(schedule: str, num_timesteps: int) -> np.ndarray:
-    """Betas of a named schedule: "linear" (DiT's) or "cosine" (alias "squaredcos_cap_v2")."""
+    """Betas of a named schedule: "linear" (DiT's), "cosine" (alias "squaredcos_cap_v2") or "scaled_linear"."""
     if schedule not in _SCHEDULES:
         raise ValueError(f"unknown noise schedule {schedule!r}; known: {', '.join(sorted(_SCHEDULES))}")
     if num_timesteps < 1:
