@@ -48,8 +48,8 @@ setup(
     ],
     extras_require={
         "latent": ["diffusers"],
-        "metrics": ["torchmetrics", "torch-fidelity", "scipy"],
+        "metrics": ["torch-fidelity>=0.4"],  # the FID Inception network (its weights file is local: see tools/eval.py)
         "bench": ["matplotlib"],
-        "dev": ["pytest", "pytest-timeout", "diffusers", "matplotlib"],
+        "dev": ["pytest", "pytest-timeout", "diffusers", "matplotlib", "torch-fidelity>=0.4"],
     },
 )
