@@ -20,6 +20,7 @@ def __getattr__(name: str) -> Any:
         for package in SUBPACKAGES:  # importing them registers their components
             importlib.import_module(f".{package}", __name__)
         return getattr(registry, name)
-    if name in SUBPACKAGES or name in ("registry", "config", "engine", "datasets", "evaluation", "flops", "ops"):
+    if name in SUBPACKAGES or name in ("registry", "config", "engine", "datasets", "evaluation", "flops", "ops", "hub",
+                                       "converters", "visualization"):
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'visionmix' has no attribute {name!r}")
