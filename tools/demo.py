@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("quickstart/drwkv_digits8", "drwkv/drwkv_b2_in256"):
         total, trainable, gmacs, size = measure(str(ROOT / "configs" / f"{name}.py"), None)
         print(f"| {Path(name).name} | {size} | {total:,} | {trainable:,} | {gmacs:.3f} |", flush=True)
+    print("\nthe same digits model with every other mixer, trained and scored: model_zoo.md; sample one with\n"
+          "    python tools/sample.py --checkpoint zoo:rala_digits --num 20 --cfg-scale 3")
     return 0
 
 
