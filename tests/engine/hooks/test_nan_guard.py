@@ -102,3 +102,33 @@ def test_a_resumed_run_keeps_the_records_up_to_its_start(tmp_path):
     step(resumed, runner, 0.85)
     with pytest.raises(NonFiniteLossError, match=r"iter_2\.pth \(iteration 2"):
         step(resumed, runner, float("nan"))
+
+
+def _rank_sees(rank: int, init_file: str, work_dir: str, results) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        guard, runner = NaNGuardHook(), make_runner(Path(work_dir) / str(rank))
+        runner.rank = rank
+        run(guard, runner, [1.0, 0.9])
+        try:
+            step(guard, runner, float("nan") if rank == 1 else 0.8)  # only rank 1's batch diverges
+            results[rank] = "kept training"
+        except NonFiniteLossError:
+            results[rank] = "stopped"
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_a_nan_on_one_ddp_rank_stops_every_rank(tmp_path):
+    context = torch.multiprocessing.get_context("spawn")
+    results = context.Manager().dict()
+    for rank in range(2):
+        (tmp_path / str(rank)).mkdir()
+    procs = [context.Process(target=_rank_sees, args=(r, str(tmp_path / "init"), str(tmp_path), results))
+             for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    assert dict(results) == {0: "stopped", 1: "stopped"}

@@ -9,6 +9,10 @@ the next iteration's loss, the first computed with exactly those weights, confir
 On a NaN/inf loss the error names the last confirmed healthy checkpoint (iteration and loss) and the command
 that resumes from it with a tenth of the learning rate. While the run is unhealthy that checkpoint is kept out of
 the CheckpointHook's ``max_keep_ckpts`` rotation, so diverged checkpoints cannot push it off the disk.
+
+Under DDP every rank judges the mean loss over all ranks (one scalar all-reduce per iteration): a NaN on any
+rank stops every rank at the same iteration, instead of one rank leaving while the others wait for it forever
+in the next gradient all-reduce, and all ranks keep the same health records.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import os.path as osp
 import shlex
 
 import torch
+from mmengine.dist import all_reduce, get_world_size
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
 
@@ -83,7 +88,10 @@ class NaNGuardHook(Hook):
         loss = (outputs or {}).get("loss")
         if loss is None:
             return
-        value, iteration = float(loss.detach()), runner.iter + 1
+        loss = loss.detach().float().reshape(()).clone()
+        if get_world_size() > 1:
+            all_reduce(loss, op="mean")
+        value, iteration = float(loss), runner.iter + 1
         if not math.isfinite(value):
             self._confirm(runner, value, iteration, ok=False)
             raise NonFiniteLossError(self.message(runner, value, iteration))
