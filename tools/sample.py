@@ -2,7 +2,7 @@
 
     python tools/sample.py CONFIG --checkpoint work_dirs/x/iter_400000.pth --num 64 --cfg-scale 1.5
     python tools/sample.py --checkpoint zoo:dit_xl2_in256 --num 16     # a model-zoo row brings its config
-    torchrun --nproc_per_node 8 tools/sample.py CONFIG --checkpoint CKPT --num 50000 --launcher pytorch
+    torchrun --nproc_per_node 8 tools/sample.py CONFIG --checkpoint CKPT --num-samples 50000 --launcher pytorch
 
 The ``.npz`` matches the ADM evaluation suite's reference batches. The PNG shows one row per class when the
 samples span at most 16 classes (else a square of the first 64), upscaled to >= 256 px (visionmix.visualization).
@@ -35,7 +35,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("config", nargs="?", help="the config the checkpoint was trained with (optional for zoo:NAME)")
     parser.add_argument("--checkpoint", required=True,
                         help="a checkpoint written by tools/train.py, a state dict, or zoo:NAME (visionmix.hub)")
-    parser.add_argument("--num", type=int, default=64, help="number of samples")
+    # --num-samples first: under torchrun only it works, since torchrun's own parser reads the whole command line
+    # and refuses "--num" as an ambiguous prefix of its --numa-binding
+    parser.add_argument("--num-samples", "--num", dest="num", type=int, default=64, help="number of samples")
     parser.add_argument("--labels", type=int, nargs="+",
                         help="class ids to cycle through (default: random classes); -1 = no label, "
                              "if the model has a null label")

@@ -52,7 +52,7 @@ NO_NULL = ("--cfg-options", "model.backbone.class_dropout_prob=0")
 ROWS = [  # id, extra arguments, exit code, first stderr line (regex)[, config]
     ("num_zero", ["--num", "0"], 2, r"error: --num must be a positive integer, got 0$"),
     ("num_negative", ["--num", "-5"], 2, r"error: --num must be a positive integer, got -5$"),
-    ("num_not_int", ["--num", "abc"], 2, r"error: argument --num: invalid int value: 'abc'$"),
+    ("num_not_int", ["--num", "abc"], 2, r"error: argument --num-samples/--num: invalid int value: 'abc'$"),
     ("batch_zero", ["--batch-size", "0"], 2, r"error: --batch-size must be a positive integer, got 0$"),
     ("steps_zero", ["--steps", "0"], 2, r"error: --steps must be a positive integer, got 0$"),
     ("cfg_nan", ["--cfg-scale", "nan"], 2, r"error: --cfg-scale must be a finite number >= 0 .*got nan$"),
