@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from visionmix.layers import neighborhood
 from visionmix.layers.neighborhood import (axis_neighbors, axis_window, neighborhood_attention,
                                            neighborhood_index)
 
@@ -54,6 +55,33 @@ def test_attention_matches_dense_masked_softmax():
     allowed[torch.arange(h * w)[:, None], index] = True
     logits = (q @ key.transpose(-1, -2) / 2.0).masked_fill(~allowed, float("-inf"))
     torch.testing.assert_close(neighborhood_attention(q, key, v, index), torch.softmax(logits, -1) @ v)
+
+
+@pytest.mark.parametrize("gather_elements", [1 << 22, 40])  # one chunk; chunks of a query or two
+def test_gradients_match_the_dense_masked_softmax_in_any_chunking(gather_elements, monkeypatch):
+    monkeypatch.setattr(neighborhood, "GATHER_ELEMENTS", gather_elements)
+    h, w, k, d = 5, 7, 3, 2
+    inputs = [torch.randn(2, 2, h * w, 4, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    index = neighborhood_index(h, w, k, d, torch.device("cpu"))
+    allowed = torch.zeros(h * w, h * w, dtype=torch.bool)
+    allowed[torch.arange(h * w)[:, None], index] = True
+
+    def dense(q, key, v):
+        return torch.softmax((q @ key.transpose(-1, -2) * 0.3).masked_fill(~allowed, float("-inf")), -1) @ v
+
+    grad_out = torch.randn(2, 2, h * w, 4, dtype=torch.float64)
+    got = torch.autograd.grad(neighborhood_attention(*inputs, index, scale=0.3), inputs, grad_out)
+    want = torch.autograd.grad(dense(*inputs), inputs, grad_out)
+    for g, expected in zip(got, want):
+        torch.testing.assert_close(g, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_backward_keeps_no_gathered_keys():
+    # saved for backward: q, k, v, the index and the (B, heads, N, K) weights; never (B, heads, N, K, d)
+    q, key, v = (torch.randn(1, 2, 64, 8, requires_grad=True) for _ in range(3))
+    out = neighborhood_attention(q, key, v, neighborhood_index(8, 8, 5, 1, torch.device("cpu")))
+    saved = [t.numel() for t in out.grad_fn.saved_tensors]
+    assert max(saved) <= 2 * 64 * 25 and out.shape == (1, 2, 64, 8)
 
 
 def test_meta_device_builds_the_index():
