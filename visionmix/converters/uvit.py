@@ -18,10 +18,11 @@ table only for class-conditional models. Two U-ViT options have no visionmix par
 ``mlp_time_embed=True`` (``time_embed.*``) and ``conv=True`` (``final_layer.*``, a 3x3 conv after
 unpatchify, used by the pixel-space CIFAR-10 / CelebA / ImageNet-64 models).
 
-Weights only: U-ViT-H/2 on ImageNet 256 was trained on Stable Diffusion's scaled-linear betas
-(sqrt-linear 0.00085..0.012) with the network called at n = 1..1000 for alpha_bar_n = prod_{s<=n},
-i.e. visionmix's t + 1 (``train_ldm_discrete.py``), and its cfg scale 0.4 is visionmix's 1.4 applied to
-every channel.
+Weights only; the rest is the config's: U-ViT-H/2 on ImageNet 256 was trained on Stable Diffusion's
+scaled-linear betas (sqrt-linear 0.00085..0.012) with the network called at n = 1..1000 for
+alpha_bar_n = prod_{s<=n}, i.e. visionmix's t + 1 (``train_ldm_discrete.py``), and its cfg scale 0.4 is
+visionmix's 1.4 applied to every channel: ``configs/uvit/uvit_h2_in256.py`` sets
+``noise_schedule="scaled_linear"``, ``timestep_offset=1`` and ``cfg_scale=1.4``.
 """
 from __future__ import annotations
 
@@ -69,8 +70,8 @@ SOURCE = Source(
     wrappers=("nnet_ema", "nnet", "ema", "model"),
     releases=(
         Release("U-ViT-H/2 ImageNet 256x256 (imagenet256_uvit_huge.pth)",
-                "https://drive.google.com/file/d/13StUdrjaaSXjfqqF7M47BzPyhMAArQ4u/view?usp=share_link",
+                "https://drive.google.com/uc?export=download&id=13StUdrjaaSXjfqqF7M47BzPyhMAArQ4u",
                 "configs/uvit/uvit_h2_in256.py",
-                "trained on SD's scaled-linear betas at n = t + 1; see the module docstring"),
+                "the config samples it as trained: scaled-linear betas, steps 1..1000, cfg 1.4 on every channel"),
     ),
 )
