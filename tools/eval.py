@@ -71,7 +71,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                        help="number of samples (required for fid/is/pr; digits: a multiple of 10, default 500)")
     group.add_argument("--cfg-scale", type=float, default=None, help="classifier-free guidance scale (1 = none)")
     group.add_argument("--steps", type=int, default=None)
-    group.add_argument("--sampler", choices=["ddpm", "ddim", "euler", "heun", "ode", "sde"], default=None)
+    group.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp_2m", "euler", "heun", "ode", "sde"], default=None)
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--out", default=None, help="folder for the samples (default: as tools/sample.py)")
     group.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, metavar="KEY=VALUE")

@@ -43,7 +43,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                              "if the model has a null label")
     parser.add_argument("--cfg-scale", type=float, default=None, help="classifier-free guidance scale (1 = none)")
     parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--sampler", choices=["ddpm", "ddim", "euler", "heun", "ode", "sde"], default=None)
+    parser.add_argument("--sampler", choices=["ddpm", "ddim", "dpmpp_2m", "euler", "heun", "ode", "sde"], default=None)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="output folder (default: samples/ next to the checkpoint; "

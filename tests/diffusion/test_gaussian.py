@@ -221,7 +221,8 @@ def test_registry_builds_both_objectives():
 
 # ---------------------------------------------------------------- samplers
 @pytest.mark.parametrize("sampler,steps,learn_sigma", [("ddpm", 50, True), ("ddpm", 1000, False),
-                                                       ("ddim", 20, True), ("ddim", "ddim25", False)])
+                                                       ("ddim", 20, True), ("ddim", "ddim25", False),
+                                                       ("dpmpp_2m", 10, True), ("dpmpp_2m", 25, False)])
 def test_samplers_recover_a_single_data_point(sampler, steps, learn_sigma):
     x0 = torch.linspace(-0.9, 0.9, 2 * 3 * 4 * 4).reshape(2, 3, 4, 4)
     model = point_oracle(x0, abar_oracle())
@@ -244,6 +245,38 @@ def test_samplers_reproduce_a_gaussian_data_distribution(sampler, steps, sigma_s
                    generator=torch.Generator().manual_seed(0), progress=False)
     assert out.mean().item() == pytest.approx(m, abs=0.03)
     assert out.std().item() == pytest.approx(s, rel=0.05)
+
+
+def probability_flow_map(noise, m, s, abar_T):
+    """Where the probability-flow ODE takes x_T when x_0 ~ N(m, s^2): the affine map between the two Gaussians."""
+    return m + s * (noise - np.sqrt(abar_T) * m) / np.sqrt(abar_T * s ** 2 + 1 - abar_T)
+
+
+def test_dpm_solver_is_second_order_and_ddim_first():
+    # both integrate the probability-flow ODE; doubling the steps divides the error by ~4 (DPM-Solver++(2M)) or
+    # ~2 (DDIM, first order). Few uniformly spread steps are not in this regime on the linear schedule: its
+    # last stretch (abar 0.99 -> 1) is one large step in log-SNR.
+    m, s, abar = 0.5, 0.5, abar_oracle()
+    noise = torch.randn(500, 1, 1, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    exact = probability_flow_map(noise, m, s, abar[-1])
+    d = GaussianDiffusion(learn_sigma=False)
+    error = {(sampler, steps): (d.sample(gaussian_oracle(m, s, abar), noise, sampler=sampler, steps=steps,
+                                         progress=False) - exact).abs().max().item()
+             for sampler in ("ddim", "dpmpp_2m") for steps in (200, 400)}
+    assert 1.7 < error["ddim", 200] / error["ddim", 400] < 2.3
+    assert error["dpmpp_2m", 200] / error["dpmpp_2m", 400] > 3.5
+    assert error["dpmpp_2m", 400] < error["ddim", 400] / 5
+
+
+def test_dpm_solver_first_step_is_ddim_and_it_takes_no_eta():
+    d = GaussianDiffusion(learn_sigma=False)
+    noise = torch.randn(3, 1, 2, 2, dtype=torch.float64)
+    model = gaussian_oracle(0.2, 0.7, abar_oracle())
+    # with two steps the solver takes one DDIM step, then returns x0_hat: both samplers agree exactly
+    torch.testing.assert_close(d.sample(model, noise, sampler="dpmpp_2m", steps=2, progress=False),
+                               d.sample(model, noise, sampler="ddim", steps=2, progress=False), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="'dpmpp_2m' sampler does not take it"):
+        d.sample(model, noise, sampler="dpmpp_2m", steps=2, eta=0.5, progress=False)
 
 
 def test_ddim_eta0_is_deterministic_given_the_noise():
