@@ -6,17 +6,24 @@ from timm.layers import trunc_normal_
 
 
 def vit_init_(module: nn.Module, std: float = 0.02) -> None:
-    """timm/Swin/RMT convention: every Linear trunc-normal(std), zero bias; LayerNorm ones/zeros; convs reset."""
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=std)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm) and m.elementwise_affine:
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Conv2d):
-            m.reset_parameters()
+    """timm/Swin/RMT convention: every Linear trunc-normal(std), zero bias; LayerNorm ones/zeros; convs reset.
+
+    A submodule with its own ``init_weights()`` (a LePE conv with the official trunc-normal init, ...) owns its
+    subtree, as everywhere in visionmix: it is initialised by that method, not overwritten by this scheme."""
+    for child in module.children():
+        if hasattr(child, "init_weights"):
+            child.init_weights()
+        else:
+            vit_init_(child, std)
+    if isinstance(module, nn.Linear):
+        trunc_normal_(module.weight, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm) and module.elementwise_affine:
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv2d):
+        module.reset_parameters()
 
 
 def xavier_init_(module: nn.Module) -> None:

@@ -61,9 +61,7 @@ class RankAugmentedLinearAttention(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        vit_init_(self)
-        if self.lepe is not None:  # vit_init_ resets convs; the official inits give LePE trunc-normal(.02)
-            self.lepe.init_weights()
+        vit_init_(self)  # the LePE conv inits itself: trunc-normal(.02), as the official init
 
     def extra_repr(self) -> str:
         return f"num_heads={self.num_heads}, eps={self.eps:g}"
