@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from tests.conftest import randomize_
 from tests.mixers import helpers
-from tests.mixers.helpers import GRIDS
+from tests.mixers.helpers import GRIDS, assert_matches_oracle
 from visionmix.flops import count_macs
 from visionmix.layers.conv_gated_ffn import ConvGatedFFN
 from visionmix.registry import FFNS, build
@@ -26,12 +26,7 @@ def test_matches_explicit_linear_and_conv_calls_outputs_and_gradients(hw):
     ffn = randomize_(ConvGatedFFN(16).double(), 0.2)
     x = torch.randn(2, hw[0] * hw[1], 16, dtype=torch.float64, requires_grad=True)
     out, expected = ffn(x, hw), dense_conv_gated(ffn, x, hw)
-    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-12)
-    upstream = torch.randn_like(out)
-    wrt = [x, *ffn.parameters()]
-    names = ["x", *(n for n, _ in ffn.named_parameters())]
-    for name, g, e in zip(names, torch.autograd.grad(out, wrt, upstream), torch.autograd.grad(expected, wrt, upstream)):
-        torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-11, msg=lambda m: f"gradient of {name}: {m}")
+    assert_matches_oracle(ffn, x, out, expected, rtol=1e-10, atol=1e-12)
 
 
 def test_other_options():

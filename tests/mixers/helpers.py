@@ -88,6 +88,36 @@ def assert_trains(mixer, scaffold: str = "isotropic", iters: int = 30) -> tuple[
     return before, after
 
 
+def assert_matches_oracle(module: torch.nn.Module, x: torch.Tensor, out: torch.Tensor, expected: torch.Tensor,
+                          rtol: float = 1e-9, atol: float = 1e-11, grad_rtol: float | None = None,
+                          grad_atol: float | None = None) -> None:
+    """``out`` (the module's) equals ``expected`` (an oracle's, computed from the same ``x`` and parameters), and
+    so do the gradients of ``x`` and of every parameter under one random upstream gradient (tolerances 10x the
+    output's unless given)."""
+    torch.testing.assert_close(out, expected, rtol=rtol, atol=atol)
+    upstream = torch.randn_like(out)
+    wrt = [x, *module.parameters()]
+    names = ["x", *(n for n, _ in module.named_parameters())]
+    grad_rtol, grad_atol = grad_rtol or 10 * rtol, grad_atol or 10 * atol
+    grads = torch.autograd.grad(out, wrt, upstream, allow_unused=True)  # unused: e.g. an option's idle table
+    for name, g, e in zip(names, grads, torch.autograd.grad(expected, wrt, upstream, allow_unused=True)):
+        if g is None or e is None:
+            assert g is None and e is None, f"gradient of {name}: only one side uses it"
+            continue
+        torch.testing.assert_close(g, e, rtol=grad_rtol, atol=grad_atol, msg=lambda m: f"gradient of {name}: {m}")
+
+
+class OnGrid(torch.nn.Module):
+    """``forward(x)`` = ``mixer(x, hw)``: a one-argument module for the FLOP counter."""
+
+    def __init__(self, mixer: torch.nn.Module, hw: tuple[int, int]):
+        super().__init__()
+        self.mixer, self.hw = mixer, hw
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mixer(x, self.hw)
+
+
 def largest_saved_tensor(mixer: torch.nn.Module, side: int, dim: int) -> int:
     """numel of the largest tensor autograd saves in a fwd+bwd on a side×side grid (an N×N one shows here)."""
     largest = [0]

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import randomize_
-from tests.mixers.helpers import GRIDS, assert_trains, check_contract
+from tests.mixers.helpers import GRIDS, OnGrid, assert_matches_oracle, assert_trains, check_contract
 from visionmix.flops import count_macs
 from visionmix.mixers.band_retnet import BandModulatedRetention
 from visionmix.mixers.retnet import ManhattanSelfAttention
@@ -70,12 +70,7 @@ def dense_band_retnet(mixer, x, hw):
 
 def assert_same_outputs_and_gradients(mixer, x, hw):
     out, expected = mixer(x, hw), dense_band_retnet(mixer, x, hw)
-    torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-10)
-    upstream = torch.randn_like(out)
-    wrt = [x, *mixer.parameters()]
-    names = ["x", *(n for n, _ in mixer.named_parameters())]
-    for name, g, e in zip(names, torch.autograd.grad(out, wrt, upstream), torch.autograd.grad(expected, wrt, upstream)):
-        torch.testing.assert_close(g, e, rtol=1e-8, atol=1e-10, msg=lambda m: f"gradient of {name}: {m}")
+    assert_matches_oracle(mixer, x, out, expected, rtol=1e-9, atol=1e-10, grad_rtol=1e-8, grad_atol=1e-10)
 
 
 @pytest.mark.parametrize("hw", GRIDS)
@@ -128,19 +123,11 @@ def test_mixer_contract():
     check_contract(BandModulatedRetention(32, 4), 32)
 
 
-class _OnGrid(torch.nn.Module):
-    def __init__(self, mixer, hw):
-        super().__init__()
-        self.mixer, self.hw = mixer, hw
-
-    def forward(self, x):
-        return self.mixer(x, self.hw)
-
 
 def test_flop_counter_sees_the_transforms_and_the_axial_products():
     dim, heads, (h, w) = 32, 4, (6, 10)
     n, d = h * w, dim // heads
-    macs = count_macs(_OnGrid(BandModulatedRetention(dim, heads), (h, w)), (torch.randn(1, n, dim),))
+    macs = count_macs(OnGrid(BandModulatedRetention(dim, heads), (h, w)), (torch.randn(1, n, dim),))
     dct = 2 * dim * n * (h + w)  # DCT and inverse: D_H (H×H) and D_W (W×W) on every channel
     assert macs == 4 * n * dim * dim + 25 * n * dim + heads * n * (h + w) * 2 * d + dct
 

@@ -3,7 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import randomize_
-from tests.mixers.helpers import GRIDS, assert_trains, check_contract, largest_saved_tensor
+from tests.mixers.helpers import (GRIDS, OnGrid, assert_matches_oracle,
+                                 assert_trains, check_contract, largest_saved_tensor)
 from visionmix.flops import count_macs
 from visionmix.layers.rope import RoPE2d
 from visionmix.mixers.cluster_attention import ClusterAttention
@@ -43,12 +44,7 @@ def dense_cluster_attention(mixer: ClusterAttention, x: torch.Tensor, hw: tuple[
 def check_against_oracle(mixer: ClusterAttention, hw: tuple[int, int], clusters: int) -> None:
     x = torch.randn(2, hw[0] * hw[1], DIM, dtype=torch.float64, requires_grad=True)
     out, expected = mixer(x, hw), dense_cluster_attention(mixer, x, hw, clusters)
-    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-12)
-    upstream = torch.randn_like(out)
-    wrt = [x, *mixer.parameters()]
-    names = ["x", *(n for n, _ in mixer.named_parameters())]
-    for name, g, e in zip(names, torch.autograd.grad(out, wrt, upstream), torch.autograd.grad(expected, wrt, upstream)):
-        torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-11, msg=lambda m: f"gradient of {name}: {m}")
+    assert_matches_oracle(mixer, x, out, expected, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("hw", GRIDS)
@@ -98,18 +94,10 @@ def test_clusters_are_semantic_not_spatial():
 
 
 def test_cost_follows_cluster_size():
-    class OnGrid(torch.nn.Module):
-        def __init__(self, mixer, side):
-            super().__init__()
-            self.mixer, self.side = mixer, side
-
-        def forward(self, x):
-            return self.mixer(x, (self.side, self.side))
-
     mixer = ClusterAttention(DIM, HEADS)  # cluster_size 64 by default
     for side in (16, 32):
         n = side * side
-        macs = count_macs(OnGrid(mixer, side), (torch.randn(1, n, DIM),))
+        macs = count_macs(OnGrid(mixer, (side, side)), (torch.randn(1, n, DIM),))
         assert macs == n * DIM * 4 * DIM + 2 * n * 64 * DIM + n * DIM * 25  # projections, attention, LePE
 
 

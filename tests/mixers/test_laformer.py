@@ -3,7 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import randomize_
-from tests.mixers.helpers import GRIDS, assert_trains, check_contract, largest_saved_tensor
+from tests.mixers.helpers import (GRIDS, OnGrid, assert_matches_oracle,
+                                 assert_trains, check_contract, largest_saved_tensor)
 from visionmix.flops import count_macs
 from visionmix.mixers.laformer import LAformerAttention
 
@@ -49,12 +50,7 @@ def test_matches_the_dense_oracle_outputs_and_gradients(hw, feature_map):
     mixer = randomize_(LAformerAttention(DIM, HEADS, feature_map=feature_map, rank_enhance=3).double(), 0.1)
     x = torch.randn(2, hw[0] * hw[1], DIM, dtype=torch.float64, requires_grad=True)
     out, expected = mixer(x, hw), dense_laformer(mixer, x, hw)
-    torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-11)
-    upstream = torch.randn_like(out)
-    wrt = [x, *mixer.parameters()]
-    names = ["x", *(n for n, _ in mixer.named_parameters())]
-    for name, g, e in zip(names, torch.autograd.grad(out, wrt, upstream), torch.autograd.grad(expected, wrt, upstream)):
-        torch.testing.assert_close(g, e, rtol=1e-8, atol=1e-10, msg=lambda m: f"gradient of {name}: {m}")
+    assert_matches_oracle(mixer, x, out, expected, rtol=1e-9, atol=1e-11, grad_rtol=1e-8, grad_atol=1e-10)
 
 
 def test_other_kernel_and_reduction_match_the_oracle():
@@ -84,19 +80,11 @@ def test_never_builds_an_n_by_n_tensor():
     assert largest_saved_tensor(LAformerAttention(16, 2), side, 16) < (side * side) ** 2 / 64
 
 
-class _OnGrid(torch.nn.Module):
-    def __init__(self, mixer, hw):
-        super().__init__()
-        self.mixer, self.hw = mixer, hw
-
-    def forward(self, x):
-        return self.mixer(x, self.hw)
-
 
 def test_flop_counter_sees_every_product():
     dim, heads, (h, w) = 32, 4, (6, 10)
     n, d, r = h * w, dim // heads, dim // 4
-    macs = count_macs(_OnGrid(LAformerAttention(dim, heads), (h, w)), (torch.randn(1, n, dim),))
+    macs = count_macs(OnGrid(LAformerAttention(dim, heads), (h, w)), (torch.randn(1, n, dim),))
     # qkv + W_o, the two d×d products, the denominator φ(q)·Σφ(k), the rank conv
     rela = 4 * n * dim * dim + 2 * heads * n * d * d + n * dim + 9 * n * dim
     assert macs == rela + 2 * dim * r + n * dim * dim  # SE MLP on the pooled vector, W_c on every token

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import randomize_
-from tests.mixers.helpers import GRIDS, assert_trains, check_contract, largest_saved_tensor
+from tests.mixers.helpers import GRIDS, assert_matches_oracle, assert_trains, check_contract, largest_saved_tensor
 from visionmix.mixers.linear_attention import LinearAttention
 
 DIM, HEADS = 32, 4
@@ -42,13 +42,7 @@ def dense_linear_attention(mixer: LinearAttention, x: torch.Tensor, hw: tuple[in
 
 def assert_same_outputs_and_gradients(mixer, reference, x, hw):
     out, expected = mixer(x, hw), reference(mixer, x, hw)
-    torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-11)
-    upstream = torch.randn_like(out)
-    wrt = [x, *mixer.parameters()]
-    grads = torch.autograd.grad(out, wrt, upstream)
-    expected_grads = torch.autograd.grad(expected, wrt, upstream)
-    for name, g, e in zip(["x", *(n for n, _ in mixer.named_parameters())], grads, expected_grads):
-        torch.testing.assert_close(g, e, rtol=1e-8, atol=1e-10, msg=lambda m: f"gradient of {name}: {m}")
+    assert_matches_oracle(mixer, x, out, expected, rtol=1e-9, atol=1e-11)
 
 
 @pytest.mark.parametrize("rank_enhance", [0, 3])

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import randomize_
-from tests.mixers.helpers import GRIDS, assert_trains, check_contract, largest_saved_tensor
+from tests.mixers.helpers import GRIDS, assert_matches_oracle, assert_trains, check_contract, largest_saved_tensor
 from visionmix.mixers.rala import RankAugmentedLinearAttention
 
 DIM, HEADS = 32, 4  # head width 8: two rotated pairs per axis
@@ -53,12 +53,7 @@ def test_matches_dense_oracle_outputs_and_gradients(hw):
     mixer = randomize_(RankAugmentedLinearAttention(DIM, HEADS).double(), 0.1)
     x = torch.randn(2, hw[0] * hw[1], DIM, dtype=torch.float64, requires_grad=True)
     out, expected = mixer(x, hw), dense_rala(mixer, x, hw)
-    torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-11)
-    upstream = torch.randn_like(out)
-    wrt = [x, *mixer.parameters()]
-    names = ["x", *(n for n, _ in mixer.named_parameters())]
-    for name, g, e in zip(names, torch.autograd.grad(out, wrt, upstream), torch.autograd.grad(expected, wrt, upstream)):
-        torch.testing.assert_close(g, e, rtol=1e-8, atol=1e-10, msg=lambda m: f"gradient of {name}: {m}")
+    assert_matches_oracle(mixer, x, out, expected, rtol=1e-9, atol=1e-11, grad_rtol=1e-8, grad_atol=1e-10)
 
 
 def test_rope_makes_it_position_aware():

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import randomize_
-from tests.mixers.helpers import GRIDS, assert_trains, check_contract
+from tests.mixers.helpers import GRIDS, OnGrid, assert_trains, check_contract
 from visionmix.flops import count_macs
 from visionmix.mixers.retnet import ManhattanSelfAttention
 
@@ -146,20 +146,12 @@ def test_decomposed_form_never_attends_across_the_whole_grid(monkeypatch):
     assert sorted(lengths) == [6, 8]  # one batched call per axis, never an (N, N) map
 
 
-class _OnGrid(torch.nn.Module):
-    def __init__(self, mixer, hw):
-        super().__init__()
-        self.mixer, self.hw = mixer, hw
-
-    def forward(self, x):
-        return self.mixer(x, self.hw)
-
 
 @pytest.mark.parametrize("decomposed", [False, True])
 def test_flop_counter_sees_the_attention_products(decomposed):
     dim, heads, (h, w) = 32, 4, (6, 10)
     n, d = h * w, dim // heads
-    macs = count_macs(_OnGrid(ManhattanSelfAttention(dim, heads, decomposed=decomposed), (h, w)),
+    macs = count_macs(OnGrid(ManhattanSelfAttention(dim, heads, decomposed=decomposed), (h, w)),
                       (torch.randn(1, n, dim),))
     attended = h + w if decomposed else n  # keys per query
     assert macs == 4 * n * dim * dim + 25 * n * dim + heads * n * attended * 2 * d

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import randomize_
-from tests.mixers.helpers import GRIDS, assert_trains, check_contract, largest_saved_tensor
+from tests.mixers.helpers import (GRIDS, OnGrid, assert_matches_oracle,
+                                 assert_trains, check_contract, largest_saved_tensor)
 from visionmix.flops import count_macs
 from visionmix.layers import neighborhood
 from visionmix.layers.rope import RoPE2d
@@ -74,12 +75,7 @@ CASES = [(hw, k, d) for hw in GRIDS for k in (3, 5) for d in (1, 2)]
 def check_against_oracle(mixer: SparseScanAttention, hw: tuple[int, int], passes) -> None:
     x = torch.randn(2, hw[0] * hw[1], DIM, dtype=torch.float64, requires_grad=True)
     out, expected = mixer(x, hw), dense_s3a(mixer, x, hw, passes)
-    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-12)
-    upstream = torch.randn_like(out)
-    wrt = [x, *mixer.parameters()]
-    names = ["x", *(n for n, _ in mixer.named_parameters())]
-    for name, g, e in zip(names, torch.autograd.grad(out, wrt, upstream), torch.autograd.grad(expected, wrt, upstream)):
-        torch.testing.assert_close(g, e, rtol=1e-9, atol=1e-11, msg=lambda m: f"gradient of {name}: {m}")
+    assert_matches_oracle(mixer, x, out, expected, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("hw, kernel, dilation", CASES)
@@ -146,16 +142,8 @@ def test_index_is_cached_not_rebuilt_per_forward():
 
 
 def test_flop_counter_sees_both_passes():
-    class OnGrid(torch.nn.Module):
-        def __init__(self, mixer):
-            super().__init__()
-            self.mixer = mixer
-
-        def forward(self, x):
-            return self.mixer(x, (16, 16))
-
     n = 256
-    macs = count_macs(OnGrid(SparseScanAttention(DIM, HEADS, schedule="official")), (torch.randn(1, n, DIM),))
+    macs = count_macs(OnGrid(SparseScanAttention(DIM, HEADS, schedule="official"), (16, 16)), (torch.randn(1, n, DIM),))
     keys = 7 * 7 + 3 * 3  # passes (7, 1) and (3, 5) at 16×16
     assert macs == n * DIM * 4 * DIM + 2 * n * keys * DIM + n * DIM * 25  # projections, q·k and a·v, LePE
 

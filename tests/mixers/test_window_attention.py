@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.mixers.helpers import assert_trains, check_contract
+from tests.mixers.helpers import OnGrid, assert_matches_oracle, assert_trains, check_contract
 from visionmix.flops import count_macs
 from visionmix.layers import relative_position
 from visionmix.mixers.window_attention import WindowAttention, set_window_size
@@ -75,16 +75,10 @@ def randomize_bias_(mixer: WindowAttention) -> WindowAttention:
     return mixer
 
 
-def assert_matches_oracle(mixer: WindowAttention, hw: tuple[int, int], shift: bool) -> None:
+def check_against_oracle(mixer: WindowAttention, hw: tuple[int, int], shift: bool) -> None:
     x = torch.randn(2, hw[0] * hw[1], mixer.num_heads * mixer.head_dim, dtype=torch.float64, requires_grad=True)
-    weights, params = torch.randn_like(x), [x, *mixer.parameters()]
     out, expected = mixer(x, hw), dense_window_attention(mixer, x, hw, shift)
-    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
-    grads = torch.autograd.grad((out * weights).sum(), params, allow_unused=True)
-    expected_grads = torch.autograd.grad((expected * weights).sum(), params, allow_unused=True)
-    for name, got, want in zip(["x", *(n for n, _ in mixer.named_parameters())], grads, expected_grads):
-        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10, msg=lambda msg: f"{name}: {msg}")
-
+    assert_matches_oracle(mixer, x, out, expected, rtol=1e-10, atol=1e-10, grad_rtol=1e-9, grad_atol=1e-10)
 
 CASES = [((4, 4), 3, False), ((4, 4), 3, True), ((4, 4), 2, True), ((4, 4), 4, True), ((5, 7), 3, False),
          ((5, 7), 3, True), ((5, 7), 4, True), ((5, 7), 6, True), ((5, 7), 8, True), ((16, 16), 3, True),
@@ -99,7 +93,7 @@ V2_CASES = [((4, 4), 3, True), ((5, 7), 4, True), ((5, 7), 8, False), ((16, 16),
 def test_outputs_and_gradients_match_the_dense_oracle(hw, window_size, shift, options):
     """V1 (the table), and Swin-V2's cosine logits and continuous bias, alone and together."""
     mixer = randomize_bias_(WindowAttention(12, 3, window_size=window_size, shift=shift, **options).double())
-    assert_matches_oracle(mixer, hw, shift)
+    check_against_oracle(mixer, hw, shift)
 
 
 @pytest.mark.parametrize("new_window, hw", [(4, (16, 16)), (12, (16, 16)), (3, (5, 7)), (12, (5, 7))])
@@ -107,7 +101,7 @@ def test_continuous_bias_runs_with_another_window_at_inference(new_window, hw):
     """Built (trained) with M₀ = 8, run with another M: the oracle normalises by M₀ and windows by M."""
     mixer = randomize_bias_(WindowAttention(12, 3, window_size=8, shift=True, **V2[2]).double())
     mixer.window_size = new_window  # M₀ = built_window stays 8
-    assert_matches_oracle(mixer, hw, True)
+    check_against_oracle(mixer, hw, True)
 
 
 def test_continuous_bias_of_shared_offsets_does_not_depend_on_the_window():
@@ -217,31 +211,20 @@ def test_bad_options_are_clear_errors(options, match):
         WindowAttention(**{"dim": 8, "num_heads": 2, **options})
 
 
-class _OnGrid(torch.nn.Module):
-    """Holds the grid size so that fvcore's tracer sees a tensor-only call."""
-
-    def __init__(self, mixer: torch.nn.Module, hw: tuple[int, int]):
-        super().__init__()
-        self.mixer, self.hw = mixer, hw
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mixer(x, self.hw)
-
-
 def test_flop_counter_sees_the_attention_and_cost_is_linear_in_tokens():
     dim, heads, m = 16, 2, 8
     mixer = WindowAttention(dim, heads, window_size=m, shift=True)
     counts = {}
     for side in (32, 64):
         n = side * side
-        counts[side] = count_macs(_OnGrid(mixer, (side, side)), (torch.randn(1, n, dim),))
+        counts[side] = count_macs(OnGrid(mixer, (side, side)), (torch.randn(1, n, dim),))
         windows = n // (m * m)
         attention = windows * heads * (m * m) ** 2 * 2 * (dim // heads)  # QK^T and AV per window
         assert counts[side] == n * dim * 3 * dim + n * dim * dim + attention
     assert counts[64] == 4 * counts[32]
     v2 = WindowAttention(dim, heads, window_size=m, shift=True, **V2[2])
     mlp = (2 * m - 1) ** 2 * (2 * 512 + 512 * heads)  # one bias-MLP pass over the offsets, shared by the windows
-    assert count_macs(_OnGrid(v2, (32, 32)), (torch.randn(1, 1024, dim),)) == counts[32] + mlp
+    assert count_macs(OnGrid(v2, (32, 32)), (torch.randn(1, 1024, dim),)) == counts[32] + mlp
 
 
 @V1_AND_V2
