@@ -107,6 +107,16 @@ def assert_matches_oracle(module: torch.nn.Module, x: torch.Tensor, out: torch.T
         torch.testing.assert_close(g, e, rtol=grad_rtol, atol=grad_atol, msg=lambda m: f"gradient of {name}: {m}")
 
 
+def assert_init_covers_every_parameter(module: torch.nn.Module) -> None:
+    """``init_weights()`` rewrites every parameter: none keeps the sentinel value written before it."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.fill_(7.0)
+    module.init_weights()
+    for name, p in module.named_parameters():
+        assert not (p == 7.0).any(), f"init_weights() leaves {name} as it was"
+
+
 class OnGrid(torch.nn.Module):
     """``forward(x)`` = ``mixer(x, hw)``: a one-argument module for the FLOP counter."""
 

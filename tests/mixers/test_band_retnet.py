@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import randomize_
-from tests.mixers.helpers import GRIDS, OnGrid, assert_matches_oracle, assert_trains, check_contract
+from tests.mixers.helpers import (GRIDS, OnGrid, assert_init_covers_every_parameter, assert_matches_oracle,
+                                 assert_trains, check_contract)
 from visionmix.flops import count_macs
 from visionmix.mixers.band_retnet import BandModulatedRetention
 from visionmix.mixers.retnet import ManhattanSelfAttention
@@ -134,12 +135,7 @@ def test_flop_counter_sees_the_transforms_and_the_axial_products():
 
 def test_init_weights_covers_every_parameter():
     mixer = BandModulatedRetention(64, 4)
-    with torch.no_grad():
-        for p in mixer.parameters():
-            p.fill_(7.0)
-    mixer.init_weights()
-    for name, p in mixer.named_parameters():
-        assert not (p == 7.0).any(), name
+    assert_init_covers_every_parameter(mixer)
     assert torch.equal(mixer.band_weight, torch.ones(4, 64))
     assert mixer.retention.q_proj.weight.std().item() == pytest.approx(0.02, rel=0.15)
 

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import randomize_
-from tests.mixers.helpers import (GRIDS, OnGrid, assert_matches_oracle,
+from tests.mixers.helpers import (GRIDS, OnGrid, assert_init_covers_every_parameter, assert_matches_oracle,
                                  assert_trains, check_contract, largest_saved_tensor)
 from visionmix.flops import count_macs
 from visionmix.mixers.laformer import LAformerAttention
@@ -92,12 +92,7 @@ def test_flop_counter_sees_every_product():
 
 def test_init():
     mixer = LAformerAttention(64, 4)
-    with torch.no_grad():
-        for p in mixer.parameters():
-            p.fill_(7.0)
-    mixer.init_weights()
-    for name, p in mixer.named_parameters():
-        assert not (p == 7.0).any(), name
+    assert_init_covers_every_parameter(mixer)
     for linear in (mixer.rela.qkv, mixer.squeeze, mixer.excite, mixer.channel_proj):
         assert 0.015 < linear.weight.std() < 0.025 and not linear.bias.any()
     gate = mixer.channel_gate(torch.randn(2, 16, 64))

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import randomize_
-from tests.mixers.helpers import GRIDS, OnGrid, assert_trains, check_contract
+from tests.mixers.helpers import GRIDS, OnGrid, assert_init_covers_every_parameter, assert_trains, check_contract
 from visionmix.flops import count_macs
 from visionmix.mixers.retnet import ManhattanSelfAttention
 
@@ -159,12 +159,7 @@ def test_flop_counter_sees_the_attention_products(decomposed):
 
 def test_init_weights_covers_every_parameter():
     mixer = ManhattanSelfAttention(64, 4)
-    with torch.no_grad():
-        for p in mixer.parameters():
-            p.fill_(7.0)
-    mixer.init_weights()
-    for name, p in mixer.named_parameters():
-        assert not (p == 7.0).any(), name
+    assert_init_covers_every_parameter(mixer)
     for linear in (mixer.q_proj, mixer.k_proj, mixer.v_proj, mixer.out_proj):
         assert linear.weight.std().item() == pytest.approx(0.02, rel=0.15) and not linear.bias.any()
 
