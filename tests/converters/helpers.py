@@ -96,6 +96,18 @@ def unpatchify(x: torch.Tensor, patch: int) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------ DiT (and SiT): layout and forward
+def long_skip_shapes(block: Mapping[str, tuple[int, ...]], depth: int, width: int) -> dict[str, tuple[int, ...]]:
+    """U-ViT's long-skip layout (shared by Diffusion-RWKV): ``block`` under in_blocks.{i} / mid_block / out_blocks.{i},
+    depth // 2 in and out, plus each out-block's Linear(2D, D) skip."""
+    prefixes = [f"in_blocks.{i}." for i in range(depth // 2)] + ["mid_block."]
+    prefixes += [f"out_blocks.{i}." for i in range(depth // 2)]
+    shapes = {p + k: s for p in prefixes for k, s in block.items()}
+    for i in range(depth // 2):
+        shapes.update({f"out_blocks.{i}.skip_linear.weight": (width, 2 * width),
+                       f"out_blocks.{i}.skip_linear.bias": (width,)})
+    return shapes
+
+
 def dit_shapes(depth: int, hidden: int, patch: int, in_channels: int, grid: int, num_classes: int,
                learn_sigma: bool = True, mlp_ratio: float = 4.0) -> dict[str, tuple[int, ...]]:
     """DiT's state-dict keys and shapes (models.py: PatchEmbed, TimestepEmbedder, LabelEmbedder, DiTBlock with

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.converters.helpers import (F64, assert_loads_at_full_size, converted_model, linear, modulate,
-                                      official_state, plain_norm, time_mlp, unpatchify)
+from tests.converters.helpers import (F64, assert_loads_at_full_size, converted_model, linear, long_skip_shapes,
+                                      modulate, official_state, plain_norm, time_mlp, unpatchify)
 from visionmix.converters import convert, load_official
 
 CONFIGS = {  # config: official (hidden, depth, channels, grid, classes) at its full size
@@ -44,12 +44,7 @@ def drwkv_shapes(hidden, depth, channels, grid, num_classes, patch=2, hidden_rat
              "ffn.spatial_mix_k": (1, 1, d), "ffn.spatial_mix_r": (1, 1, d), "ffn.key.weight": (hid, d),
              "ffn.receptance.weight": (d, d), "ffn.value.weight": (d, hid),
              "adaLN_modulation.1.weight": (6 * d, d), "adaLN_modulation.1.bias": (6 * d,)}
-    prefixes = [f"in_blocks.{i}." for i in range(depth // 2)] + ["mid_block."]
-    prefixes += [f"out_blocks.{i}." for i in range(depth // 2)]
-    for p in prefixes:
-        shapes.update({p + k: s for k, s in block.items()})
-    for i in range(depth // 2):
-        shapes.update({f"out_blocks.{i}.skip_linear.weight": (d, 2 * d), f"out_blocks.{i}.skip_linear.bias": (d,)})
+    shapes.update(long_skip_shapes(block, depth, d))
     return shapes
 
 

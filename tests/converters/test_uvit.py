@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.converters.helpers import (F64, assert_loads_at_full_size, attention, converted_model, linear,
-                                      official_state, timestep_features, unpatchify)
+                                      long_skip_shapes, official_state, timestep_features, unpatchify)
 from visionmix.converters import LayoutError, convert, unwrap
 
 CONFIG = "configs/uvit/uvit_h2_in256.py"
@@ -27,12 +27,7 @@ def uvit_shapes(depth, hidden, patch, in_channels, grid, num_classes, qkv_bias=F
              "mlp.fc1.bias": (hid,), "mlp.fc2.weight": (d, hid), "mlp.fc2.bias": (d,)}
     if qkv_bias:
         block["attn.qkv.bias"] = (3 * d,)
-    prefixes = [f"in_blocks.{i}." for i in range(depth // 2)] + ["mid_block."]
-    prefixes += [f"out_blocks.{i}." for i in range(depth // 2)]
-    for p in prefixes:
-        shapes.update({p + k: s for k, s in block.items()})
-    for i in range(depth // 2):
-        shapes.update({f"out_blocks.{i}.skip_linear.weight": (d, 2 * d), f"out_blocks.{i}.skip_linear.bias": (d,)})
+    shapes.update(long_skip_shapes(block, depth, d))
     return shapes
 
 
