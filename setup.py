@@ -50,6 +50,7 @@ setup(
         "latent": ["diffusers"],
         "metrics": ["torch-fidelity>=0.4"],  # the FID Inception network (its weights file is local: see tools/eval.py)
         "bench": ["matplotlib"],
-        "dev": ["pytest", "pytest-timeout", "diffusers", "matplotlib", "torch-fidelity>=0.4"],
+        "tensorboard": ["tensorboard"],  # tools/train.py --tensorboard
+        "dev": ["pytest", "pytest-timeout", "diffusers", "matplotlib", "torch-fidelity>=0.4", "tensorboard"],
     },
 )

@@ -2,10 +2,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from visionmix import build_model
-from visionmix.config import load_config
+from visionmix.config import ConfigError, load_config
 from visionmix.mixers.attention import Attention
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +59,8 @@ def test_yaml_dump_round_trip_builds_the_identical_model(tmp_path):
 def test_yaml_is_read_with_a_safe_loader(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: !!python/object/apply:os.system ['echo pwned']\n")
-    with pytest.raises(yaml.YAMLError):
+    with pytest.raises(ConfigError, match=r"bad.yaml: not valid YAML: could not determine a constructor for the tag "
+                       r"'tag:yaml.org,2002:python/object/apply:os.system' in \"\S+bad.yaml\", line 1"):
         load_config(bad)
 
 

@@ -1,4 +1,4 @@
-"""A string ``type`` is data: only registered names and classes under trusted packages ever resolve.
+"""A string ``type`` is data: only registered names and classes on the allow-list ever resolve.
 
 mmengine's Registry.get imports and returns any dotted path; these tests check that no config (YAML, .py,
 override) can make visionmix or the Runner import or call one outside the allow-list.
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from visionmix import registry
+from visionmix import allowlist
 from visionmix.config import load_config
 from visionmix.config_check import ConfigError, check_config
 from visionmix.mixers.attention import Attention
@@ -31,7 +31,7 @@ PLACES = {  # where a type may hide -> the path the error names
 @pytest.fixture(autouse=True)
 def fresh_trust(monkeypatch):
     """Trust a config extends lasts for the process: start each test from the built-in list."""
-    monkeypatch.setattr(registry, "_extra_prefixes", set())
+    monkeypatch.setattr(allowlist, "_user_prefixes", set())
 
 
 def plant(cfg: dict, place: str, bad: str, marker: Path) -> dict:
@@ -54,9 +54,9 @@ def plant(cfg: dict, place: str, bad: str, marker: Path) -> dict:
 
 
 def refused(bad: str, where: str) -> str:
-    return (f"type '{bad}' at {where} is not allowed: types must be registered names or live under visionmix, "
-            "torch.nn, torch.optim, mmengine, timm, diffusers (add a prefix to trusted_type_prefixes to allow "
-            "another package)")
+    return (f"type '{bad}' at {where} is not allowed: a config string may name visionmix's components, the mmengine "
+            "parts of a training run, torch.nn / torch.optim classes, or classes of packages you trust on the command "
+            "line (--cfg-options trusted_type_prefixes=\"['mypkg']\") or in a .py config")
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_importing_is_what_is_refused(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "vm_probe_plugin", raising=False)
     options = {"custom_hooks.probe": dict(type="vm_probe_plugin.ProbeHook", level=2)}
-    with pytest.raises(ConfigError, match="add a prefix to trusted_type_prefixes"):
+    with pytest.raises(ConfigError, match="packages you trust on the command line"):
         load_config(DIGITS, options)
     assert not marker.exists()
     cfg = load_config(DIGITS, {**options, "trusted_type_prefixes": ["vm_probe_plugin."]})
@@ -172,3 +172,31 @@ def test_scopes_are_checked_like_types():
     with pytest.raises(ConfigError, match=r"^scope 'evil' at custom_hooks\[0\]._scope_ is not allowed"):
         load_config(DIGITS, {"custom_hooks.ema._scope_": "evil"})
     check_config(load_config(DIGITS, {"default_scope": "mmengine"}))
+
+
+def test_a_yaml_config_cannot_widen_trust_but_a_py_config_or_the_command_line_can(tmp_path, digits_yaml):
+    marker = tmp_path / "pwned"
+    popen = {"type": "subprocess.Popen", "args": ["touch", str(marker)]}
+    for key, value in (("trusted_type_prefixes", ["subprocess"]), ("custom_imports", {"imports": ["subprocess"]})):
+        path = tmp_path / f"{key}.yaml"
+        path.write_text(yaml.safe_dump({**digits_yaml, key: value, "model": popen}))
+        with pytest.raises(ConfigError, match=f"{key}.yaml: {key} in a YAML config: a data file cannot widen"):
+            load_config(path)
+        assert "subprocess" not in allowlist.user_prefixes() and not marker.exists()
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump({**digits_yaml, "model": popen}))
+    with pytest.raises(ConfigError, match="type 'subprocess.Popen' at model is not allowed"):
+        load_config(plain)
+    # the person at the command line may trust a package; so may a .py config, which is code they run
+    assert load_config(plain, {"trusted_type_prefixes": ["subprocess"]}).model.type == "subprocess.Popen"
+    monkey = tmp_path / "trusting.py"
+    monkey.write_text("trusted_type_prefixes = ['subprocess']\nmodel = dict(type='subprocess.Popen', args=['true'])\n")
+    assert load_config(monkey).model.type == "subprocess.Popen"
+    assert not marker.exists()  # checking a type never calls it
+
+
+def test_a_python_syntax_error_names_the_file_and_line(tmp_path):
+    path = tmp_path / "broken.py"
+    path.write_text("model = dict(\n    depth=3,,\n)\n")
+    with pytest.raises(ConfigError, match=r"broken\.py, line 2: Python syntax error in the config"):
+        load_config(path)

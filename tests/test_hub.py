@@ -137,10 +137,13 @@ def test_an_unpinned_row_is_trusted_on_first_use_then_checked(zoo, capsys):
     assert hub.download("tiny", table=zoo["table"]) == path and capsys.readouterr().err == ""  # said once
     with open(path, "ab") as f:
         f.write(b"bit rot")
-    corrupted = path.read_bytes()
-    with pytest.raises(hub.HashMismatchError, match=r"expected .*recorded at its first download.*delete it"):
+    with pytest.raises(hub.HashMismatchError, match=r"expected .*recorded at its first download") as err:
         hub.download("tiny", table=zoo["table"])
-    assert path.read_bytes() == corrupted  # reported, not silently downloaded again
+    assert f"deleted {path}; the next run downloads it again" in str(err.value)
+    assert f"If the upstream file changed on purpose, also delete {record}" in str(err.value)
+    assert not path.exists() and record.read_text().split()[0] == zoo["sha256"]  # reported, not downloaded again
+    assert hub.download("tiny", table=zoo["table"], progress=False) == path  # the next run: checked by the record
+    assert path.read_bytes() == zoo["weights"].read_bytes() and capsys.readouterr().err == ""
 
 
 def test_a_pinned_cached_file_that_changed_is_an_error(zoo):
@@ -165,9 +168,10 @@ def test_a_pickle_that_runs_code_is_refused_before_it_runs(zoo, tmp_path):
     torch.save({"state_dict": {"w": torch.ones(1)}, "payload": Exploit(marker)}, evil)
     write_table(zoo["folder"], {"evil": {"config": QUICKSTART, "cfg_options": TINY, "weights": "files/evil.pt",
                                          "sha256": None, "converter": None}})
-    with pytest.raises(CheckpointError, match=r"evil\.pt: refused to unpickle the class/function \S*system"):
+    with pytest.raises(CheckpointError, match=r"evil\.pt: refused to unpickle the class/function \S*system") as err:
         hub.load_pretrained("evil", table=zoo["table"])
     assert not marker.exists()
+    assert evil.is_file() and f"{evil} is the row's own file" in str(err.value)  # a row's local file: never deleted
 
 
 def test_a_release_pickle_goes_through_its_converter(zoo, tmp_path, monkeypatch):

@@ -20,8 +20,9 @@ load elsewhere on the host hits all alike); the median is reported. A grid whose
 extrapolated from the mixer's last two grids, would exceed ``--max-seconds`` / ``--max-gb`` is skipped
 (a dash, and a note with the prediction). Columns: the least-squares exponent p of time ~ N^p over the
 measured grids (N = tokens) and the growth ratio t(64²)/t(32²) (the two largest grids if 32 or 64 is
-not among them). Outputs in ``--out``: benchmark.md (also printed), benchmark.csv, benchmark.png
-(log-log time and memory vs tokens).
+not among them); a run of one grid has neither. Outputs in ``--out``: benchmark.md (also printed),
+benchmark.csv, benchmark.png (log-log time and memory vs tokens, each mixer labelled with its exponent p).
+Exit codes: 0 done, 1 runtime error, 2 bad arguments.
 """
 
 import argparse
@@ -32,17 +33,21 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from visionmix.benchmarking import (MixerSpec, add_common_args, check_spec, environment, extrapolate,
-                                    fit_exponent, fmt, free_memory, int_list, markdown_table, memory_excess,
-                                    memory_method, mib,
-                                    parse_spec, peak_memory, prepare_run, select_specs,
-                                    time_call, times_in_turns, train_step, write_csv)
+from visionmix.benchmarking import (MixerSpec, add_common_args, check_common_args, check_counts, check_limit,
+                                    check_sizes, check_spec, environment, extrapolate, fit_exponent, fmt,
+                                    free_memory, int_list, markdown_table, memory_excess, memory_method, mib,
+                                    parse_spec, peak_memory, prepare_run, select_specs, time_call, times_in_turns,
+                                    train_step, write_csv)
+from visionmix.cli import ArgumentParser, UsageError, run_tool
 from visionmix.layers.layout import layout_of
 from visionmix.registry import MIXERS, build, list_mixers
 
 DEFAULT_VARIANTS = ("attention", "attention:math", "retnet", "retnet:decomposed=True",
                     "linear_attention:feature_map=elu1", "linear_attention:feature_map=focused")
 REFERENCE = "attention:math"
+# tab20's dark shades first, then its light ones; with 8 markers, 40 series get distinct (colour, marker) pairs
+COLOURS = [(i % 10) * 2 + i // 10 for i in range(20)]
+MARKERS = "os^Dv<>P"
 
 
 @dataclass
@@ -159,11 +164,12 @@ def reference_grid(all_series: List[Series]) -> Optional[int]:
 
 
 def table(all_series: List[Series], grids: List[int]) -> Tuple[List[str], List[list], List[list]]:
-    """Headers, display rows and raw (CSV) rows."""
-    a, b = growth_grids(grids)
+    """Headers, display rows and raw (CSV) rows; the exponent and growth columns only with two grids or more."""
+    fits = len(grids) > 1
+    a, b = growth_grids(grids) if fits else (None, None)
     ref_grid = reference_grid(all_series)
     headers = (["mixer"] + [f"{g}² ms" for g in grids] + [f"{g}² MiB" for g in grids]
-               + ["exponent", f"t({b}²)/t({a}²)"])
+               + (["exponent", f"t({b}²)/t({a}²)"] if fits else []))
     if ref_grid:
         headers.append(f"MiB ÷ {REFERENCE} @{ref_grid}²")
         ref_peak = next(s for s in all_series if s.spec.label == REFERENCE).peaks[ref_grid]
@@ -172,66 +178,88 @@ def table(all_series: List[Series], grids: List[int]) -> Tuple[List[str], List[l
         ms = [None if s.times.get(g) is None else s.times[g] * 1e3 for g in grids]
         mem = [mib(s.peaks.get(g)) for g in grids]
         sizes, times, _ = s.measured()
-        exponent = fit_exponent(sizes, times)
-        growth = s.times[b] / s.times[a] if s.times.get(a) and s.times.get(b) else None
+        growth = s.times[b] / s.times[a] if fits and s.times.get(a) and s.times.get(b) else None
+        fitted = [fit_exponent(sizes, times), growth] if fits else []
         extra = [s.peaks[ref_grid] / ref_peak if s.peaks.get(ref_grid) else None] if ref_grid else []
-        values = ms + mem + [exponent, growth] + extra
+        values = ms + mem + fitted + extra
         raw.append([s.spec.label] + values)
-        shown.append([s.spec.label] + [fmt(v, 1) for v in ms] + [fmt(v, 2) for v in mem] + [fmt(v, 2) for v in values[2 * len(grids):]])
+        shown.append([s.spec.label] + [fmt(v, 1) for v in ms] + [fmt(v, 2) for v in mem]
+                     + [fmt(v, 2) for v in values[2 * len(grids):]])
     return headers, shown, raw
 
 
-def plot(all_series: List[Series], grids: List[int], path: Path) -> None:
-    """Log-log time and peak memory against tokens, one line per mixer."""
+def legend_label(series: Series) -> str:
+    """The mixer and its fitted exponent of time ~ N^p (n/a below two measured grids)."""
+    sizes, times, _ = series.measured()
+    p = fit_exponent(sizes, times)
+    return f"{series.spec.label} (p={'n/a' if p is None else f'{p:.2f}'})"
+
+
+def plot(all_series: List[Series], grids: List[int], path: Path):
+    """Log-log time and peak memory against tokens, one line per mixer in its own colour and marker, the
+    legend (beside the axes, where it hides no line) giving each mixer's exponent. Returns the closed figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    palette = matplotlib.colormaps["tab20"].colors
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for s in all_series:
+    for i, s in enumerate(all_series):
         sizes, times, peaks = s.measured()
-        if sizes:
-            ax_t.loglog(sizes, [t * 1e3 for t in times], marker="o", label=s.spec.label)
-            ax_m.loglog(sizes, [max(p, 1) / 2**20 for p in peaks], marker="o", label=s.spec.label)
+        if not sizes:
+            continue
+        style = dict(color=palette[COLOURS[i % len(COLOURS)]], marker=MARKERS[i % len(MARKERS)], markersize=4)
+        ax_t.loglog(sizes, [t * 1e3 for t in times], label=legend_label(s), **style)
+        ax_m.loglog(sizes, [max(p, 1) / 2**20 for p in peaks], **style)
     for ax, name in ((ax_t, "fwd+bwd time (ms)"), (ax_m, "peak memory (MiB)")):
         ax.set_xlabel("tokens N = H·W")
         ax.set_xticks([g * g for g in grids], [f"{g}²" for g in grids])
         ax.minorticks_off()
         ax.set_ylabel(name)
         ax.grid(True, which="both", alpha=0.3)
-    ax_t.legend(fontsize=7)
+    if ax_t.get_lines():
+        fig.legend(*ax_t.get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
+                   title="time ~ N^p", title_fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
+    return fig
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The options, checked (:class:`UsageError` for a count or size <= 0) before anything is measured."""
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser, out="work_dirs/benchmark", reps=5)
     parser.add_argument("--grids", type=int_list, default=[16, 32, 64, 128], help="token grid sides, e.g. 16,32")
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--max-seconds", type=float, default=60.0, help="skip a grid once one fwd+bwd takes longer")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_common_args(args)
+    check_counts({"--dim": args.dim, "--heads": args.heads})
+    check_limit("--max-seconds", args.max_seconds)
+    args.grids = sorted(check_sizes("--grids", args.grids))
+    return args
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    device, out, policy = prepare_run(args)
     defaults, notes = default_specs()
     try:
         specs = select_specs(args.mixers, defaults)
     except ValueError as err:
-        print(f"error: --mixers: {err}", file=sys.stderr)
-        return 2
-    grids = sorted(args.grids)
+        raise UsageError(f"--mixers: {err}") from None
+    device, out, policy = prepare_run(args)  # after every check: a refused run creates no folder
+    grids = args.grids
     prime(specs, args, device)
     all_series = [Series(spec) for spec in specs]
     for grid in grids:
         run_grid(all_series, grid, args, device)
     headers, shown, raw = table(all_series, grids)
     notes += [n for s in all_series for n in s.notes]
+    if len(grids) == 1:
+        notes.append("one grid: no exponent or growth columns (they need two grids or more)")
     text = "\n".join([
         f"Token mixers, fwd+bwd, fp32, dim {args.dim}, {args.heads} heads, batch {args.batch}, median of "
         f"{args.reps} (in turns); {environment(device)}; {policy}.",
@@ -246,4 +274,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

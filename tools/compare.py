@@ -25,11 +25,14 @@ visionmix.benchmarking), then ``--warmup`` untimed and ``--reps`` timed fwd+bwd 
 visionmix.flops.count_macs); ``--no-macs`` skips them. ``× attention``: images/s relative to the
 sibling whose mixer is ``attention`` (plain, fused SDPA path); ``s/step``: one fwd+bwd at ``--batch``.
 
-Quality: a sibling whose backbone is exactly the backbone of a model-zoo row with measured quality
+Quality: a sibling whose model is exactly the model of a model-zoo row with measured quality
 (``visionmix/zoo/model_zoo.yml``; the digits rows: ``configs/mixers/<mixer>_digits8.py``) gets that row's
 digits agreement (unguided / guidance 3) and Fréchet distance at its trained resolution, e.g.
-``python tools/compare.py configs/quickstart/drwkv_digits8.py --mixers all --res 8 --batch 64``.
-Writes ``<out>/<config>.md`` (also printed) and ``<out>/<config>.csv``.
+``python tools/compare.py configs/quickstart/drwkv_digits8.py --mixers all --res 8 --batch 64``. Those numbers
+belong to the row's trained weights: a sibling that ``--depth`` trims (or ``--cfg-options`` changes) is another
+model, and its quality cells stay blank.
+Writes ``<out>/<config>.md`` (also printed) and ``<out>/<config>.csv``. Exit codes: 0 done, 1 runtime error,
+2 bad arguments.
 """
 
 import argparse
@@ -42,12 +45,14 @@ from typing import Callable, ContextManager, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
 from visionmix import build_model
-from visionmix.benchmarking import (MixerSpec, add_common_args, environment, fmt, free_memory, int_list,
-                                    markdown_table, memory_excess, memory_method, mib, peak_memory,
-                                    prepare_run, select_specs, times_in_turns, train_step, write_csv)
+from visionmix.benchmarking import (MixerSpec, add_common_args, check_common_args, check_counts, check_sizes,
+                                    environment, fmt, free_memory, int_list, markdown_table, memory_excess,
+                                    memory_method, mib, peak_memory, prepare_run, select_specs, times_in_turns,
+                                    train_step, write_csv)
+from visionmix.cli import ArgumentParser, CfgOptionsAction, UsageError, run_tool
 from visionmix.config import load_config
 from visionmix.flops import backbone_inputs, count_macs, count_params
 from visionmix.layers.layout import layout_of
@@ -108,28 +113,65 @@ def siblings(cfg: Config, specs: List[MixerSpec]) -> List[Sibling]:
     return rows
 
 
-def backbone_key(backbone: Config) -> str:
-    """A comparable text of a backbone config, the mixer's type resolved (a name and its class are equal)."""
+def config_key(value: object) -> object:
+    """A comparable form of a config value; a ``type`` (class, registry name or dotted path, as a ``.py`` or a
+    dumped ``.yaml`` config writes it) by its class name."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, type_name(v) if k == "type" else config_key(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(config_key(v) for v in value)
+    return repr(value)
+
+
+def type_name(type_: object) -> str:
+    return type_.__name__ if isinstance(type_, type) else str(type_).rsplit(".", 1)[-1]
+
+
+def backbone_key(backbone: Config) -> object:
+    """A comparable form of a backbone config, the mixer's type resolved (a name and its class are equal)."""
     plain = copy.deepcopy(backbone.to_dict() if isinstance(backbone, Config) else dict(backbone))
     mixer = dict(as_config(plain["mixer"]))
     mixer["type"] = resolve_type(MIXERS, mixer["type"])
     plain["mixer"] = mixer
-    return repr(sorted((k, repr(v)) for k, v in plain.items()))
+    return config_key(plain)
 
 
-def attach_zoo_rows(sibs: List[Sibling], table: Optional[str] = None) -> None:
-    """Give each sibling the model-zoo row with measured quality whose config builds exactly its backbone."""
+def model_key(model: dict, backbone: Optional[Config] = None) -> object:
+    """A comparable form of a model config with ``backbone`` in place of its own: diffusion, sampling and the
+    rest of the model count too, since a row's quality is that of its whole trained model."""
+    rest = {k: v for k, v in model.items() if k != "backbone"}
+    return config_key(rest), backbone_key(model["backbone"] if backbone is None else backbone)
+
+
+def attach_zoo_rows(sibs: List[Sibling], model: dict, table: Optional[str] = None) -> None:
+    """Give each sibling (a backbone swapped into ``model``) the model-zoo row with measured quality whose config
+    builds exactly that model."""
     from visionmix.hub import list_models, model_info, resolve_config
 
-    wanted = {backbone_key(s.backbone): s for s in sibs if s.backbone is not None}
+    wanted = {model_key(model, s.backbone): s for s in sibs if s.backbone is not None}
     for name in list_models(table):
         row = model_info(name, table)
         if not isinstance(row.get("quality"), dict) or row["quality"].get("agreement") is None:
             continue
         cfg = load_config(str(resolve_config(row["config"])), row.get("cfg_options") or None)
-        sibling = wanted.get(backbone_key(cfg.model.backbone))
+        sibling = wanted.get(model_key(cfg.model))
         if sibling is not None:
             sibling.zoo = (name, row)
+
+
+def trim_siblings(sibs: List[Sibling], depth: Optional[int]) -> List[str]:
+    """Trim every sibling's blocks; a sibling the trim changed loses its zoo row (a trimmed model is not the
+    trained one). Returns the labels of those."""
+    lost = []
+    for s in sibs:
+        if s.backbone is None:
+            continue
+        before = backbone_key(s.backbone)
+        trim_depth(s.backbone, depth)
+        if s.zoo is not None and backbone_key(s.backbone) != before:
+            s.zoo = None
+            lost.append(s.label)
+    return lost
 
 
 def quality_cells(sibling: Sibling, input_size: int) -> list:
@@ -233,7 +275,8 @@ def list_registered() -> str:
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The options, checked (:class:`UsageError` for a count or size <= 0) before a config is read."""
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", nargs="?", help="config file (.py or .yaml)")
     add_common_args(parser, out="work_dirs/compare", reps=3)
     parser.add_argument("--res", type=int_list, default=[256, 1024], help="image sizes in pixels, e.g. 256,1024")
@@ -241,12 +284,25 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--downsample", type=int, default=None, help="pixels per backbone input cell (default 8/1)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed fwd+bwd calls per sibling before timing")
     parser.add_argument("--no-macs", action="store_true", help="skip the GMACs column")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="overrides applied before swapping")
+    parser.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, metavar="KEY=VALUE",
+                        help="overrides applied before swapping")
     parser.add_argument("--list", action="store_true", help="print the registered mixers, FFNs and backbones")
     args = parser.parse_args(argv)
     if not args.list and not args.config:
         parser.error("a CONFIG is needed (or --list)")
+    check_common_args(args)
+    check_counts({"--depth": args.depth, "--downsample": args.downsample})
+    check_counts({"--warmup": args.warmup}, minimum=0)
+    args.res = check_sizes("--res", args.res)
     return args
+
+
+def check_resolutions(res: List[int], downsample: int) -> None:
+    """Every ``--res`` a whole number of backbone input cells (``res // downsample`` would silently round)."""
+    bad = next((r for r in res if r % downsample), None)
+    if bad is not None:
+        raise UsageError(f"--res {bad} is not a multiple of {downsample}, the pixels per backbone input cell of "
+                         "this config (--downsample sets it)")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -254,21 +310,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.list:
         print(list_registered())
         return 0
-    device, out, policy = prepare_run(args)
     cfg = load_config(args.config, args.cfg_options)
     args.downsample = args.downsample or latent_factor(cfg)
+    check_resolutions(args.res, args.downsample)
     trimmed = trim_depth(copy.deepcopy(cfg.model.backbone), args.depth)
     try:
         specs = select_specs(args.mixers, [MixerSpec(name) for name in list_mixers()])
     except ValueError as err:
-        print(f"error: --mixers: {err}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--mixers: {err}") from None
+    device, out, policy = prepare_run(args)  # after every check: a refused run creates no folder
     sibs = siblings(cfg, specs)
-    attach_zoo_rows(sibs)  # before trimming: the zoo rows are full-depth models
-    for s in sibs:
-        if s.backbone is not None:
-            trim_depth(s.backbone, args.depth)
-    quality = any(s.zoo for s in sibs)
+    attach_zoo_rows(sibs, cfg.model)  # before trimming: the zoo rows are full-depth models
+    lost = trim_siblings(sibs, args.depth)
+    quality = any(s.zoo for s in sibs) or bool(lost)
+    notes = [f"quality columns: only for untrimmed models that are a zoo row (--depth {args.depth} trims "
+             f"{', '.join(lost)}: cells left blank)"] if lost else []
     peaks: Dict[str, List[Tuple[int, int]]] = {}
     rows = []
     for res in args.res:
@@ -280,7 +336,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"{stem} and its mixer siblings: fwd+bwd of the backbone, fp32, batch {args.batch}, {trimmed}, input = "
         f"res / {args.downsample}; median of {args.reps} in turns after {args.warmup} warm-up; {environment(device)}; "
         f"{policy}.", f"Peak memory: {memory_method(device)}.", "",
-        markdown_table(headers(quality), [shown(r, quality) for r in rows])]) + "\n"
+        markdown_table(headers(quality), [shown(r, quality) for r in rows]),
+        *([""] + notes if notes else [])]) + "\n"
     (out / f"{stem}.md").write_text(text)
     write_csv(out / f"{stem}.csv", ["res", "input", "mixer", "params", "gmacs", "images_per_s", "seconds_per_step",
                                     "ratio_attention", "peak_mib", "note", "zoo_row", "agreement", "agreement_cfg3",
@@ -291,4 +348,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -38,7 +38,8 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from visionmix.cli import ArgumentParser, CfgOptionsAction, UsageError, run_tool  # light: no torch
+from visionmix.cli import (TRUST_HELP, ArgumentParser, CfgOptionsAction, UsageError, run_tool,  # light: no torch
+                           samples_dir, trust_checkpoint_if_asked)
 
 # torch, numpy and visionmix's models are imported inside the functions that need them: --help and bad
 # arguments answer at once.
@@ -75,6 +76,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--out", default=None, help="folder for the samples (default: as tools/sample.py)")
     group.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, metavar="KEY=VALUE")
+    group.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser.parse_args(argv)
 
@@ -174,12 +176,8 @@ def sample_first(args: argparse.Namespace) -> str:
     model, info = load_model(args.checkpoint, args.config, args.cfg_options,
                              before_load=lambda built: sample.check_labels(ns, built, scale_of(built)))
     model.to(args.device).eval()
-    if args.out:
-        out_dir = args.out
-    elif info.get("name"):  # a zoo model: under the current folder, not beside the download cache
-        out_dir = osp.join("samples", info["name"])
-    else:
-        out_dir = osp.join(osp.dirname(osp.abspath(args.checkpoint)), "samples")
+    out_dir = args.out or samples_dir(args.checkpoint)
+    sample.check_output_size(model, args.num, out_dir)
     with torch.no_grad():
         arr, labels = sample.sample_all(ns, model, overrides, 0, 1)
     npz, _ = sample.write_outputs(out_dir, f"samples_{args.num}_cfg{scale_of(model)}", arr, labels)
@@ -265,12 +263,7 @@ def score_digits(args: argparse.Namespace) -> tuple[dict, str]:
     """tools/eval_digits.py's protocol with the model zoo's settings; the JSON record and the grid folder."""
     eval_digits = load_tool("eval_digits")
     per_class = args.num // 10 if args.num else DIGITS_PER_CLASS
-    if args.out:
-        out = args.out
-    elif args.checkpoint.startswith(ZOO):  # under the current folder, not beside the download cache
-        out = osp.join("samples", args.checkpoint[len(ZOO):])
-    else:
-        out = osp.join(osp.dirname(osp.abspath(args.checkpoint)), "samples")
+    out = args.out or samples_dir(args.checkpoint)
     rows = eval_digits.evaluate(args.config, args.checkpoint, per_class, DIGITS_SCALES, args.sampler, args.steps,
                                 args.seed, out, args.cfg_options)
     by_scale = {r["cfg_scale"]: r for r in rows}
@@ -294,6 +287,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Validate, (sample,) score, print, write JSON; errors are raised for :func:`visionmix.cli.run_tool`."""
     args = parse_args(argv)
     check_args(args)
+    trust_checkpoint_if_asked(args)
     if "digits" in args.metrics:
         record, out = score_digits(args)
         print_digits(record)

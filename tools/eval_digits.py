@@ -3,10 +3,11 @@ features are to real digits (Frechet distance in a held-out-validated classifier
 
     python tools/eval_digits.py configs/quickstart/drwkv_digits8.py --checkpoint work_dirs/.../iter_3000.pth
     python tools/eval_digits.py CONFIG --checkpoint CKPT --image-size 12 16   # sample at other resolutions
-    python tools/eval_digits.py --checkpoint zoo:drwkv_digits8                 # a model-zoo row brings its config
+    python tools/eval_digits.py --checkpoint zoo:drwkv_digits                  # a model-zoo row brings its config
 
 ``--image-size`` samples at another resolution than the model was trained at (any-resolution models: fuzzy or
-resampled positions) and area-downsamples the samples to the scorer's 8x8 before scoring.
+resampled positions) and area-downsamples the samples to the scorer's 8x8 before scoring. Checkpoints are read as
+data (``--trust-checkpoint`` fully unpickles one you made). Exit codes: 0 done, 1 runtime error, 2 bad arguments.
 """
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from mmengine.config import DictAction
 
-from visionmix.engine import CheckpointError
+from visionmix.cli import TRUST_HELP, ArgumentParser, UsageError, run_tool, samples_dir, trust_checkpoint_if_asked
 from visionmix.evaluation import DigitsScorer
-from visionmix.hub import PREFIX, ZooError, load_model
+from visionmix.hub import PREFIX, load_model
 from visionmix.visualization import save_grid
 
 GRID_PER_CLASS = 10
@@ -66,7 +67,7 @@ def print_table(rows: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", nargs="?", help="the config the checkpoint was trained with (optional for zoo:NAME)")
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by tools/train.py, or zoo:NAME")
     parser.add_argument("--per-class", type=int, default=50)
@@ -78,26 +79,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="folder for the sample grids (default: next to the checkpoint)")
     parser.add_argument("--image-size", type=int, nargs="+", default=[None],
                         help="sample at these sizes (downsampled to the trained size for scoring)")
+    parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
-    zoo = args.checkpoint.startswith(PREFIX)
-    if args.config is None and not zoo:
+    if args.config is None and not args.checkpoint.startswith(PREFIX):
         parser.error(f"CONFIG is required with a local checkpoint ({args.checkpoint}); zoo:NAME models bring their own")
-    if args.out:
-        out = args.out
-    elif zoo:  # under the current folder, not beside the download cache
-        out = osp.join("samples", args.checkpoint[len(PREFIX):])
-    else:
-        out = osp.join(osp.dirname(osp.abspath(args.checkpoint)), "samples")
-    try:
-        rows = evaluate(args.config, args.checkpoint, args.per_class, tuple(args.cfg_scales), args.sampler,
-                        args.steps, args.seed, out, args.cfg_options, tuple(args.image_size))
-    except (FileNotFoundError, CheckpointError, ZooError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    for flag, value in (("--per-class", args.per_class), ("--steps", args.steps)):
+        if value is not None and value <= 0:
+            raise UsageError(f"{flag} must be a positive integer, got {value}")
+    trust_checkpoint_if_asked(args)
+    out = args.out or samples_dir(args.checkpoint)
+    rows = evaluate(args.config, args.checkpoint, args.per_class, tuple(args.cfg_scales), args.sampler,
+                    args.steps, args.seed, out, args.cfg_options, tuple(args.image_size))
     print_table(rows)
     print(f"sample grids: {out}/digits_cfg*.png")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -20,7 +20,8 @@ import os.path as osp
 import sys
 from typing import Any, List, Optional, Sequence, Tuple
 
-from visionmix.cli import ArgumentParser, CfgOptionsAction, UsageError, run_tool  # light: no torch
+from visionmix.cli import (TRUST_HELP, ArgumentParser, CfgOptionsAction, UsageError, run_tool,  # light: no torch
+                           samples_dir, trust_checkpoint_if_asked)
 
 # torch, numpy, mmengine and visionmix are imported inside the functions that need them: --help and
 # bad arguments answer at once instead of after many seconds of imports.
@@ -47,10 +48,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="output folder (default: samples/ next to the checkpoint; "
-                                                     "samples/NAME/ in the current folder for zoo:NAME)")
+                                                     "samples/NAME/ in the current folder for zoo:NAME or a file "
+                                                     "inside the installed package)")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none")
     parser.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, metavar="KEY=VALUE")
+    parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser.parse_args(argv)
 
@@ -149,6 +152,42 @@ def write_outputs(out_dir: str, name: str, arr: Any, labels: Any) -> List[str]:
     return final
 
 
+def check_output_size(model: Any, num: int, out_dir: str) -> None:
+    """Refuse (before sampling) a request whose samples cannot be held: rank 0 assembles every sample in memory
+    and writes them as one ``.npz`` (uint8 RGB images plus an int64 label each)."""
+    import shutil
+
+    scale = 8 if model.latent_scale is not None else 1  # SD-VAE: 8 pixels a latent
+    height, width = (side * scale for side in model.backbone.input_size)
+    need = num * (height * width * 3 + 8)
+    folder = next(p for p in (out_dir, *_parents(out_dir)) if osp.isdir(p))
+    limits = [("free on the disk at " + osp.abspath(folder), shutil.disk_usage(folder).free)]
+    if (memory := available_memory()) is not None:
+        limits.append(("of available memory", memory))
+    for what, have in limits:
+        if need > have:
+            raise UsageError(f"--num-samples {num}: the {height}x{width} samples need {need / 1e9:.1f} GB, more than "
+                             f"the {have / 1e9:.1f} GB {what}; sample fewer (several runs with different --seed "
+                             "values)")
+
+
+def _parents(path: str) -> list[str]:
+    path = osp.abspath(path)
+    return [osp.dirname(path)] + _parents(osp.dirname(path)) if osp.dirname(path) != path else []
+
+
+def available_memory() -> Optional[int]:
+    """Bytes of memory available to new allocations (Linux ``MemAvailable``), None where that cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def sample_all(args: argparse.Namespace, model: Any, overrides: dict, rank: int, world: int) -> Tuple[Any, Any]:
     """This rank's samples (uint8, N x H x W x 3) and every sample's label."""
     import numpy as np
@@ -204,6 +243,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Validate, build, load, sample, write; errors are raised for :func:`visionmix.cli.run_tool`."""
     args = parse_args(argv)
     check_args(args)
+    trust_checkpoint_if_asked(args)
     import torch
     import torch.distributed as dist
 
@@ -226,12 +266,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.device.startswith("cuda"):
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     model.to(args.device).eval()
-    if args.out:
-        out_dir = args.out
-    elif info["name"]:  # a zoo model: under the current folder, not beside the download cache
-        out_dir = osp.join("samples", info["name"])
-    else:
-        out_dir = osp.join(osp.dirname(osp.abspath(args.checkpoint)), "samples")
+    out_dir = args.out or samples_dir(args.checkpoint)
+    if rank == 0:
+        check_output_size(model, args.num, out_dir)
     try:
         shard, labels = sample_all(args, model, overrides, rank, world)
         arr = gather(shard, out_dir, args.num, rank, world)

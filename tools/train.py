@@ -5,10 +5,14 @@
     python tools/train.py CONFIG --resume                  # latest checkpoint in the work dir
     python tools/train.py CONFIG --resume work_dirs/x/iter_5000.pth --cfg-options optim_wrapper.optimizer.lr=5e-5
     python tools/train.py CONFIG --overwrite               # start again; old checkpoints move to overwritten_<time>/
+    python tools/train.py CONFIG --tensorboard             # scalars to TensorBoard too (always: <log dir>/vis_data/)
     torchrun --nproc_per_node 8 tools/train.py CONFIG --launcher pytorch
 
-A work dir that holds checkpoints is only trained into with --resume (continue) or --overwrite (start again).
-mmengine's environment and config dumps go to the log file in the work dir; --verbose prints them too.
+A work dir that holds checkpoints is only trained into with --resume (continue) or --overwrite (start again), and
+by one run at a time (a lock file names the run that holds it). Checkpoints are read as data; --trust-checkpoint
+fully unpickles the one named by --resume / load_from (old or foreign files that hold Python objects). Training
+scalars go to <work_dir>/<time>/vis_data/scalars.json. mmengine's environment and config dumps go to the log file in
+the work dir; --verbose prints them too.
 """
 from __future__ import annotations
 
@@ -45,6 +49,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, metavar="KEY=VALUE",
                         help="config overrides, e.g. model.backbone.mixer=NAME train_cfg.max_iters=1000; with --resume "
                              "optim_wrapper.optimizer.* (lr, ...) replace the checkpoint's values")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="fully unpickle the checkpoint named by --resume / load_from, which runs any code inside "
+                             "it: only for files you made (checkpoints are otherwise read as data)")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="also write the training scalars for TensorBoard (needs the tensorboard package)")
     parser.add_argument("--verbose", action="store_true", help="print mmengine's environment and config dumps too")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     parser.add_argument("--local-rank", "--local_rank", type=int, default=0, help=argparse.SUPPRESS)
@@ -81,6 +90,11 @@ def check_work_dir(work_dir: str, args: argparse.Namespace, resuming: bool = Fal
                                "move them into <work dir>/overwritten_<time>/ and start again")
 
 
+def check_is_folder(work_dir: str) -> None:
+    if osp.exists(work_dir) and not osp.isdir(work_dir):
+        raise UsageError(f"work dir {osp.abspath(work_dir)} is a file, not a folder: pass --work-dir with a folder")
+
+
 def resume_checkpoint(work_dir: str, resume: Optional[str]) -> Optional[str]:
     """The checkpoint ``--resume`` means: PATH itself, or the latest in a folder (PATH or the work dir)."""
     if resume is None:
@@ -106,10 +120,18 @@ def resume_checkpoint(work_dir: str, resume: Optional[str]) -> Optional[str]:
 
 
 def check_command_line(args: argparse.Namespace) -> None:
-    """What can be checked before loading anything: the config exists; the work dir, when given, suits --resume."""
+    """What can be checked before loading anything: the config exists; the launcher can start here; the work dir,
+    when given, is a folder and suits --resume."""
     if not osp.isfile(args.config):
         raise FileNotFoundError(f"config file not found: {osp.abspath(args.config)}")
+    if args.launcher == "slurm" and "SLURM_PROCID" not in os.environ:
+        raise UsageError("--launcher slurm: this is not a SLURM job step (no SLURM_PROCID); start it with srun, or "
+                         "use torchrun ... --launcher pytorch")
+    if args.launcher == "pytorch" and "RANK" not in os.environ:
+        raise UsageError("--launcher pytorch: no RANK in the environment; start it with torchrun --nproc_per_node N "
+                         "tools/train.py ..., or drop --launcher")
     if args.work_dir:
+        check_is_folder(args.work_dir)
         check_work_dir(args.work_dir, args)
         resume_checkpoint(args.work_dir, args.resume)
 
@@ -139,10 +161,10 @@ def set_data_root(cfg, root: str) -> None:
 
 def apply_args(cfg, args: argparse.Namespace):
     """Put the command line into the config; refuses a work dir / --resume combination that would lose work."""
-    from visionmix.engine import trust_path
-
     cfg.launcher = args.launcher
-    cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
+    default = osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
+    cfg.work_dir = args.work_dir or cfg.get("work_dir") or default
+    check_is_folder(cfg.work_dir)
     if args.data_root:
         set_data_root(cfg, args.data_root)
     if args.amp:
@@ -153,15 +175,42 @@ def apply_args(cfg, args: argparse.Namespace):
             cfg.optim_wrapper.dtype = "bfloat16"
         else:  # mmengine's AmpOptimWrapper asserts on CPU
             warnings.warn("--amp needs CUDA; training in float32 on this machine")
-    trust_path(cfg.work_dir)
+    if args.tensorboard:
+        add_tensorboard(cfg)
     in_config = (cfg.get("load_from") or "auto") if cfg.get("resume") and not args.overwrite else None
     check_work_dir(cfg.work_dir, args, resuming=in_config is not None)
     if resume := resume_checkpoint(cfg.work_dir, args.resume or in_config):
-        trust_path(resume)  # the user named it: full unpickling (optimiser, message hub) is allowed
         cfg.resume, cfg.load_from = True, resume
     elif args.overwrite:
         cfg.resume = False  # a new run, whatever the config says
+    if args.trust_checkpoint:
+        trust_named_checkpoint(cfg)
     return cfg
+
+
+def trust_named_checkpoint(cfg) -> None:
+    """--trust-checkpoint: full unpickling for exactly the file this run resumes or loads (never a folder)."""
+    from visionmix.engine import trust_path
+
+    source = str(cfg.get("load_from") or "")
+    if not source or source.startswith("zoo:"):
+        raise UsageError("--trust-checkpoint: this run loads no local checkpoint (no --resume, no load_from file)")
+    trust_path(source)
+
+
+def add_tensorboard(cfg) -> None:
+    """--tensorboard: mmengine's TensorBoard backend beside the local one (scalars.json)."""
+    try:
+        import tensorboard  # noqa: F401 - torch.utils.tensorboard needs it
+    except ImportError:
+        raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+    # by registered name: a class object would not print in a config loaded from a dump
+    visualizer = cfg.get("visualizer") or dict(type="Visualizer", vis_backends=[dict(type="LocalVisBackend")])
+    backends = list(visualizer.get("vis_backends") or [])
+    if not any("Tensorboard" in str(b.get("type")) for b in backends):
+        backends.append(dict(type="TensorboardVisBackend"))
+    visualizer["vis_backends"] = backends
+    cfg.visualizer = visualizer
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None):
@@ -192,7 +241,31 @@ def preflight(cfg) -> None:
     root = holder and (holder.get("root") or holder.get("data_root"))
     if root and not resolve_root(root).exists():
         DATASETS.build(cfg.train_dataloader.dataset)  # raises the dataset's own "no data at ..." message
+    check_free_space(cfg.work_dir)
     check_config_checkpoint(cfg)
+
+
+def check_free_space(work_dir: str, floor: int = 64 << 20) -> None:
+    """A full disk fails the first checkpoint (and every log line) hours in: need room for two checkpoints as
+    large as the work dir's latest (or ``floor`` bytes for a new run) before starting."""
+    existing = next((p for p in (work_dir, *Path(osp.abspath(work_dir)).parents) if osp.isdir(p)), None)
+    if existing is None:
+        return
+    latest = checkpoints_in(work_dir)
+    need = max(floor, 2 * os.path.getsize(osp.join(work_dir, latest[-1]))) if latest else floor
+    free = shutil.disk_usage(existing).free
+    if free < need:
+        raise OSError(f"the disk holding work dir {osp.abspath(work_dir)} has {free / 2**20:.0f} MiB free; this "
+                      f"run needs about {need / 2**20:.0f} MiB for its checkpoints: free some space or pass "
+                      "--work-dir on another disk")
+
+
+def remove_partial_checkpoints(work_dir: str) -> None:
+    """``*.partial`` files are checkpoints a killed run did not finish writing: never resumable, safe to drop."""
+    for name in sorted(os.listdir(work_dir)) if osp.isdir(work_dir) else []:
+        if name.endswith(".partial"):
+            os.remove(osp.join(work_dir, name))
+            print(f"removed {name}, a checkpoint an earlier run did not finish writing", file=sys.stderr)
 
 
 def prepare_work_dir(cfg, args: argparse.Namespace) -> Optional[Path]:
@@ -224,14 +297,13 @@ def setup_cpu_distributed(cfg) -> None:
 
 
 def build_runner(cfg, args: argparse.Namespace):
-    """Checks, then the Runner; explicit optimiser settings in --cfg-options win over a resumed checkpoint's."""
+    """The Runner (after the checks and the lock); explicit optimiser settings in --cfg-options win over a resumed
+    checkpoint's."""
     import torch
 
     from visionmix.engine import VisionMixRunner
     from visionmix.engine.runner import optimizer_overrides
 
-    validate_config(cfg)
-    preflight(cfg)
     prepare_work_dir(cfg, args)
     if args.launcher != "none" and not torch.cuda.is_available():
         setup_cpu_distributed(cfg)
@@ -244,16 +316,35 @@ def build_runner(cfg, args: argparse.Namespace):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     check_command_line(args)
+    lock = None
     try:
         cfg = apply_args(load_config(args.config, args.cfg_options), args)
+        validate_config(cfg)
+        preflight(cfg)
+        lock = lock_work_dir(cfg.work_dir)
         build_runner(cfg, args).train()
     finally:
+        if lock is not None:
+            lock.release()
         if "torch" in sys.modules:
             import torch.distributed as dist
 
             if dist.is_available() and dist.is_initialized():
                 dist.destroy_process_group()
     return 0
+
+
+def lock_work_dir(work_dir: str):
+    """One run per work dir (rank 0 holds the lock for the job); taken after every check, before the first write."""
+    from visionmix.engine.work_dir_lock import WorkDirLock
+
+    if os.environ.get("RANK", "0") != "0":
+        return None
+    lock = WorkDirLock(work_dir).acquire()
+    if lock.taken_over:
+        print(f"warning: {lock.taken_over}", file=sys.stderr)
+    remove_partial_checkpoints(work_dir)
+    return lock
 
 
 if __name__ == "__main__":

@@ -140,11 +140,9 @@ def training_minutes(meta: dict) -> Optional[float]:
 
 
 def read_checkpoint(path: Path) -> dict:
-    from visionmix.engine import trust_path
     from visionmix.engine.checkpoint import load_local_checkpoint
 
-    trust_path(path)  # our own training output: it pickles mmengine's message hub
-    return load_local_checkpoint(str(path), map_location="cpu")
+    return load_local_checkpoint(str(path), map_location="cpu")  # as data, like every checkpoint
 
 
 def export_weights(checkpoint: Path | dict, out: Path, metadata: dict[str, str], max_bytes: int = MAX_BYTES) -> dict:

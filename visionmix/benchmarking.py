@@ -30,6 +30,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from .cli import UsageError
 from .registry import MIXERS, check_options, resolve_type
 from .registry import parse_spec as registry_parse_spec
 
@@ -265,18 +266,57 @@ def add_common_args(parser: argparse.ArgumentParser, out: str, reps: int) -> Non
     parser.add_argument("--max-gb", type=float, default=None,
                         help="skip a case whose peak memory, extrapolated from the smaller sizes, exceeds this "
                              "(default 8 on CPU, 90%% of the GPU)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
 
 def int_list(text: str) -> List[int]:
     """``"16,32"`` -> [16, 32] (argparse type)."""
-    return [int(x) for x in text.split(",") if x.strip()]
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 16,32, got {text!r}") from None
+
+
+def check_counts(counts: Dict[str, Optional[int]], minimum: int = 1) -> None:
+    """:class:`UsageError` for a count below ``minimum`` (None: not given). A zero or negative count would
+    otherwise surface late, as a traceback from an empty median or an empty tensor."""
+    kind = "positive" if minimum == 1 else "non-negative"
+    for flag, value in counts.items():
+        if value is not None and value < minimum:
+            raise UsageError(f"{flag} must be a {kind} integer, got {value}")
+
+
+def check_sizes(flag: str, sizes: Sequence[int]) -> List[int]:
+    """The sizes of a list option, repeats dropped (they would only repeat a column); :class:`UsageError`
+    for an empty list or a size <= 0."""
+    if not sizes:
+        raise UsageError(f"{flag} needs at least one size, e.g. 16,32")
+    bad = next((s for s in sizes if s <= 0), None)
+    if bad is not None:
+        raise UsageError(f"{flag} must be positive integers, got {bad}")
+    return list(dict.fromkeys(sizes))
+
+
+def check_limit(flag: str, value: Optional[float]) -> None:
+    """:class:`UsageError` unless a limit is > 0 (inf means none; NaN compares false and is refused too)."""
+    if value is not None and not value > 0:
+        raise UsageError(f"{flag} must be a positive number, got {value}")
+
+
+def check_common_args(args: argparse.Namespace) -> None:
+    """The checks of :func:`add_common_args`' numeric options."""
+    check_counts({"--batch": args.batch, "--reps": args.reps})
+    check_limit("--max-gb", args.max_gb)
 
 
 def prepare_run(args: argparse.Namespace) -> Tuple[torch.device, Path, str]:
     """Device, output folder (created) and the allocator policy of a run with the common options."""
-    device = torch.device(args.device)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as err:
+        raise UsageError(f"--device {args.device}: {str(err).strip().splitlines()[0]}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {args.device}: CUDA is not available on this machine")
+        raise UsageError(f"--device {args.device}: CUDA is not available on this machine")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.max_gb is None:

@@ -71,3 +71,33 @@ class CfgOptionsAction(argparse.Action):
             key, value = pair.split("=", 1)
             options[key] = DictAction._parse_iterable(value)
         setattr(namespace, self.dest, options)
+
+
+TRUST_HELP = ("fully unpickle the local --checkpoint, which runs any code inside it: only for files you made "
+              "(checkpoints are otherwise read as data: tensors, containers, arrays)")
+
+
+def trust_checkpoint_if_asked(args: argparse.Namespace) -> None:
+    """``--trust-checkpoint``: full unpickling for exactly the ``--checkpoint`` file the user named."""
+    if not getattr(args, "trust_checkpoint", False):
+        return
+    if not args.checkpoint or str(args.checkpoint).startswith("zoo:"):
+        raise UsageError("--trust-checkpoint applies to a local --checkpoint file (zoo weights are always read as "
+                         "data)")
+    from visionmix.engine import trust_path
+
+    trust_path(args.checkpoint)
+
+
+def samples_dir(checkpoint: str) -> str:
+    """Where a tool writes samples by default: ``samples/NAME`` in the current folder for ``zoo:NAME``; ``samples/``
+    beside a local checkpoint, unless that folder belongs to the installed package or cannot be written (then
+    ``samples/<checkpoint stem>`` in the current folder)."""
+    if checkpoint.startswith("zoo:"):
+        return os.path.join("samples", checkpoint[len("zoo:"):])
+    folder = os.path.dirname(os.path.abspath(os.path.expanduser(checkpoint)))
+    package = os.path.dirname(os.path.abspath(__file__))
+    inside_package = os.path.commonpath([folder, package]) == package
+    if inside_package or not os.access(folder, os.W_OK):
+        return os.path.join("samples", os.path.splitext(os.path.basename(checkpoint))[0])
+    return os.path.join(folder, "samples")

@@ -9,25 +9,28 @@ go (the base class's ``__init__``, EMAHook's averaged model).
 A top-level key that neither mmengine's Runner nor visionmix reads is an error (``trian_cfg`` is a typo,
 not a new setting) unless the config declares it: ``user_keys = ["my_var", ...]``. Names a ``.py`` config
 imports (classes, functions, modules) and names starting with ``_`` are not keys. String types must be
-registered names or classes under trusted packages, extended by ``trusted_type_prefixes = ["mypkg."]``
-(see :mod:`visionmix.config`).
+registered names or allowed classes (:mod:`visionmix.allowlist`); only a ``.py`` config or the command line can
+widen that list (see :mod:`visionmix.config`).
 """
 from __future__ import annotations
 
 import difflib
 import inspect
+from pathlib import PurePath
 from typing import Any, Iterable, Iterator, Mapping
 
 from mmengine.config import Config
-from mmengine.hooks import CheckpointHook, EMAHook
+from mmengine.hooks import CheckpointHook, EMAHook, LoggerHook
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import (DATA_SAMPLERS, DATASETS, FUNCTIONS, HOOKS, LOG_PROCESSORS, LOOPS, MODEL_WRAPPERS,
-                               OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS, PARAM_SCHEDULERS)
+                               OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS, PARAM_SCHEDULERS, VISBACKENDS,
+                               VISUALIZERS)
 from mmengine.registry import MODELS as MM_MODELS
 from mmengine.runner import Runner
+from mmengine.visualization import BaseVisBackend, Visualizer
 from torch.utils.data import DataLoader
 
-from .config import ConfigError, check_types, config_strings, trust_config
+from .config import ConfigError, check_types, config_strings
 from .engine import SampleGridHook
 from .models import DiffusionModel
 from .models.diffusion_model import SAMPLING_OPTIONS
@@ -45,8 +48,8 @@ SKIP, _ALL = ("type", "_scope_"), object()  # keys every mmengine build pops; _A
 
 
 def check_config(cfg: Config) -> None:
-    """Raise :class:`ConfigError` at the first unknown top-level key, untrusted type or unknown argument."""
-    trust_config(cfg)
+    """Raise :class:`ConfigError` at the first unknown top-level key, untrusted type, unknown argument, or path that
+    would make the run write outside its work dir."""
     check_top_level(cfg)
     check_types(cfg)
     for key in ("default_hooks", "custom_hooks"):  # a dict of named hooks or a list; None disables a default
@@ -63,6 +66,7 @@ def check_config(cfg: Config) -> None:
         _check_loader(f"{split}_dataloader", cfg.get(f"{split}_dataloader"))
         _check_loop(f"{split}_cfg", cfg.get(f"{split}_cfg"))
     _check_model(cfg.get("model"))
+    _check_visualizer(cfg.get("visualizer"))
     for key, registry, default in (("log_processor", LOG_PROCESSORS, "LogProcessor"),
                                    ("model_wrapper_cfg", MODEL_WRAPPERS, None)):
         if isinstance(cfg.get(key), Mapping):
@@ -166,8 +170,47 @@ def _check_hook(where: str, hook: Mapping) -> None:
             ema_args = accepted_args(ema)
             accepted = None if ema_args is None else accepted | ema_args - {"model"}
     _check_args(where, cls, hook, accepted=accepted, extra=("priority",))
+    if inspect.isclass(cls):
+        _check_paths(where, cls, hook)
     if inspect.isclass(cls) and issubclass(cls, SampleGridHook) and isinstance(hook.get("sampling"), Mapping):
         _check_args(f"{where}.sampling", "DiffusionModel.sample", hook["sampling"], accepted=SAMPLING_OPTIONS)
+
+
+# options that name where a part writes. mmengine resolves folders against the current directory, not the work dir,
+# so they are refused outright; file names must stay inside the work dir (relative, no "..")
+WRITTEN_FOLDERS = {CheckpointHook: ("out_dir",), LoggerHook: ("out_dir",), Visualizer: ("save_dir",),
+                   BaseVisBackend: ("save_dir",)}
+WRITTEN_NAMES = {CheckpointHook: ("filename_tmpl",)}
+
+
+def _check_paths(where: str, cls: type, options: Mapping) -> None:
+    """A config must not make a run write outside its work dir (``filename_tmpl: /home/me/.bashrc``)."""
+    for base, keys in WRITTEN_FOLDERS.items():
+        for key in keys:
+            if issubclass(cls, base) and options.get(key) is not None:
+                raise ConfigError(f"{where}.{key}={options[key]!r}: a config cannot choose where a run writes; "
+                                  "everything goes under the work dir: remove it and pass --work-dir DIR")
+    for base, keys in WRITTEN_NAMES.items():
+        for key in keys:
+            value = options.get(key)
+            if issubclass(cls, base) and isinstance(value, str) and (
+                    PurePath(value).is_absolute() or ".." in PurePath(value).parts or value.startswith("~")):
+                raise ConfigError(f"{where}.{key}={value!r}: file names stay inside the work dir: give a relative "
+                                  "name without '..' (e.g. 'iter_{}.pth'); choose the folder with --work-dir DIR")
+
+
+def _check_visualizer(visualizer: Any) -> None:
+    if not isinstance(visualizer, Mapping):
+        return
+    cls = _resolve(VISUALIZERS, visualizer.get("type", "Visualizer"), "visualizer")
+    if inspect.isclass(cls):
+        _check_paths("visualizer", cls, visualizer)
+    for i, backend in enumerate(visualizer.get("vis_backends") or []):
+        if isinstance(backend, Mapping):
+            here = f"visualizer.vis_backends[{i}]"
+            backend_cls = _resolve(VISBACKENDS, backend.get("type"), here)
+            if inspect.isclass(backend_cls):
+                _check_paths(here, backend_cls, backend)
 
 
 def _check_optim(wrapper: Mapping) -> None:

@@ -15,12 +15,19 @@ Contracts:
   ``torch.hub.get_dir()/checkpoints/visionmix/<file>``, ``<file>`` being the row's ``filename`` or else the URL's
   basename. ``VISIONMIX_ZOO_MIRROR`` (a folder or a ``file://`` / ``http(s)://`` base) replaces the URL's
   location: ``<file>`` is fetched from there.
-- Integrity: a pinned ``sha256`` is checked before the first use of the file in each process (a download is
-  checked under a temporary name and renamed only when it matches, so a bad download leaves nothing in the
-  cache). An unpinned row (``sha256: null``: official files nobody could hash offline) is trusted on first use:
-  the download's hash is recorded in ``<file>.sha256`` and printed once, and every later use is checked against
-  that record. A cached file that fails its check is an error, never silently downloaded again. Files shipped
-  beside the table are checked when pinned (the digits rows are) and otherwise used as installed.
+- Integrity (:mod:`visionmix.zoo_cache`): a file is used only after passing every check: its hash (a pinned
+  ``sha256``, checked once per process; else the hash recorded for it), reading it safely (below), converting it,
+  and, for an unpinned row loaded with its own config, fitting the model. A download is checked under a temporary
+  name in the cache and renamed only when it passed, so a bad download leaves nothing in the cache. An unpinned
+  row (``sha256: null``: official files nobody could hash offline) is trusted on first use: its hash is recorded in
+  ``<file>.sha256`` (and printed once) only after the file passed, and later uses and downloads are checked against
+  that record. A cached file that fails is an error, never silently downloaded again in the same call: it is
+  deleted and the message names the paths deleted. Failing its pinned hash, it is downloaded afresh by the next run;
+  failing its recorded hash, the record stays (the next download is checked against it; the message names the
+  record to delete when the upstream file changed on purpose); refused when read or converted, its record goes too.
+  Files shipped beside the table are checked the same way (the digits rows are pinned) but never deleted: the
+  message says how to restore them. A URL or mirror that fails is a one-line :class:`DownloadError` naming the
+  URL tried (and ``VISIONMIX_ZOO_MIRROR`` when set).
 - Loading never runs code from a file: safetensors, or ``torch.load(weights_only=True)`` with exactly
   ``visionmix.converters.ALLOWED_CLASSES`` allowed (``argparse.Namespace``: the DiT-family training scripts pickle
   their ``args`` beside the weights); see :func:`visionmix.converters.load_official`.
@@ -34,35 +41,23 @@ checkpoint scheme is registered with mmengine by :mod:`visionmix.engine.checkpoi
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
-import re
-import sys
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Mapping
-from urllib.parse import unquote, urlparse
 
-import yaml
+from . import safe_yaml, zoo_cache
+# the cache's public names stay importable from here, where they always were (and _VERIFIED, which tests clear)
+from .zoo_cache import (_VERIFIED, MIRROR_ENV, DownloadError, HashMismatchError, ZooError, cache_dir,  # noqa: F401
+                        file_name, sha256_of)
 
 PREFIX = "zoo:"
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
 TABLE = PACKAGE_DIR / "zoo" / "model_zoo.yml"
-MIRROR_ENV = "VISIONMIX_ZOO_MIRROR"
-_VERIFIED: dict[str, tuple[int, int, str]] = {}  # path -> (size, mtime_ns, sha256) checked in this process
-
-
-class ZooError(RuntimeError):
-    """A zoo table, row or weights file that cannot be used as it is."""
 
 
 class UnknownModelError(ZooError, LookupError):
     """A zoo name that is not in the table."""
-
-
-class HashMismatchError(ZooError):
-    """A weights file whose sha256 is not the one pinned or recorded for it."""
 
 
 def table_path() -> Path:
@@ -74,7 +69,7 @@ def _models(table: str | Path | None) -> tuple[dict, Path]:
     path = Path(table) if table else table_path()
     if not path.is_file():
         raise FileNotFoundError(f"model-zoo table not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = safe_yaml.load_file(path) or {}
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, dict):
         raise ZooError(f"{path}: expected a top-level 'models:' mapping of zoo names to rows")
@@ -119,139 +114,34 @@ def resolve_config(config: str | Path) -> Path:
     return found
 
 
-def cache_dir() -> Path:
-    """Where downloaded zoo weights live: ``torch.hub.get_dir()/checkpoints/visionmix``."""
-    import torch.hub
+def _obtain(row: Mapping, progress: bool = True,
+            fit: Callable[[dict, Path], None] | None = None) -> tuple[Path, dict]:
+    """Row ``row``'s weights file and its converted state dict (``fit(state, file)`` run on it too), read once
+    and judged as a whole: a file that cannot be read, converted or fitted is refused as :mod:`visionmix.zoo_cache`
+    describes, and an unpinned row's file is trusted only after passing."""
+    from .converters import LayoutError
+    from .engine.checkpoint import CheckpointError
 
-    return Path(torch.hub.get_dir()) / "checkpoints" / "visionmix"
+    def check(path: Path) -> dict:
+        state = _model_state(read_weights(path), row)
+        if fit is not None:
+            fit(state, path)
+        return state
 
-
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _is_url(text: str) -> bool:
-    return re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text) is not None
-
-
-def file_name(row: Mapping) -> str:
-    """The name a URL row's file is cached and mirrored under: ``filename``, else the URL path's basename."""
-    name = row.get("filename") or Path(unquote(urlparse(str(row["weights"])).path)).name
-    if row.get("filename") and Path(name).name != name:  # a path would escape the cache folder
-        raise ZooError(f"zoo row {row['name']!r}: filename must be a bare file name, got {name!r}")
-    if not name or "." not in name:
-        raise ZooError(f"zoo row {row['name']!r}: its URL {row['weights']} does not end in a file name; add "
-                       "'filename: <name>.pt' to the row")
-    return name
-
-
-def _mirrored(url: str, name: str) -> str:
-    """``url``, or the file ``name`` under ``$VISIONMIX_ZOO_MIRROR``."""
-    mirror = os.environ.get(MIRROR_ENV)
-    if not mirror:
-        return url
-    if _is_url(mirror):
-        return mirror.rstrip("/") + "/" + name
-    local = Path(mirror).expanduser() / name
-    if not local.is_file():
-        raise FileNotFoundError(f"{MIRROR_ENV}={mirror} has no {name} (wanted for {url}); copy the file there "
-                                f"or unset {MIRROR_ENV} to download from the original location")
-    return local.resolve().as_uri()
-
-
-def _pinned(row: Mapping) -> str | None:
-    value = row.get("sha256")
-    if value is None:
-        return None
-    value = str(value).strip().lower()
-    if not re.fullmatch(r"[0-9a-f]{64}", value):
-        raise ZooError(f"zoo row {row['name']!r}: sha256 must be 64 hex digits or null, got {row['sha256']!r}")
-    return value
-
-
-def _verify(path: Path, expected: str, source: str) -> None:
-    """Check ``path`` against ``expected`` once per process (again if the file changed)."""
-    stat = path.stat()
-    key = (stat.st_size, stat.st_mtime_ns, expected)
-    if _VERIFIED.get(str(path)) == key:
-        return
-    actual = sha256_of(path)
-    if actual != expected:
-        raise HashMismatchError(
-            f"{path} has sha256 {actual}, expected {expected} ({source}); the cached file is corrupt or was "
-            "replaced: delete it and run again to download it afresh")
-    _VERIFIED[str(path)] = key
-
-
-def _record_first_use(path: Path, digest: str, row: Mapping) -> None:
-    """Trust on first use: write ``<file>.sha256`` and say once that the row is not pinned."""
-    record = path.with_name(path.name + ".sha256")
-    temp = record.with_name(f".{record.name}.{uuid.uuid4().hex}.partial")
-    temp.write_text(f"{digest}  {path.name}\n")
-    os.replace(temp, record)
-    print(f"zoo:{row['name']}: {path.name} has sha256 {digest}; the row in {row['table']} is not pinned, so this "
-          f"first download is trusted and recorded in {record} (later uses are checked against it; pin it in the "
-          f"table with sha256: {digest})", file=sys.stderr)
-
-
-def _fetch(row: Mapping, progress: bool = True) -> Path:
-    weights, pinned = str(row["weights"]), _pinned(row)
-    if not _is_url(weights):
-        path = Path(weights).expanduser()
-        path = path if path.is_absolute() else Path(row["table"]).parent / path
-        if not path.is_file():
-            why = (f"the row is {row['status']}: `python tools/zoo.py reproduce {row['name']}` trains and exports it"
-                   if row.get("status") else "is the package installed with its zoo files?")
-            raise FileNotFoundError(f"zoo:{row['name']}: weights file {path} not found ({why})")
-        if pinned:
-            _verify(path, pinned, f"pinned for zoo:{row['name']}")
-        return path
-    name = file_name(row)
-    url, target = _mirrored(weights, name), cache_dir() / name
-    record = target.with_name(target.name + ".sha256")
-    if target.is_file():
-        if pinned:
-            _verify(target, pinned, f"pinned for zoo:{row['name']} in {row['table']}")
-        elif record.is_file():
-            _verify(target, record.read_text().split()[0], f"recorded at its first download in {record}")
-        else:  # cached by someone else (e.g. torch.hub itself): this is our first use of it
-            _record_first_use(target, sha256_of(target), row)
-        return target
-    import torch.hub
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
-    try:
-        torch.hub.download_url_to_file(url, str(temp), progress=progress)
-        actual = sha256_of(temp)
-        if pinned and actual != pinned:
-            raise HashMismatchError(f"zoo:{row['name']}: {url} has sha256 {actual}, expected {pinned} (pinned in "
-                                    f"{row['table']}); nothing was cached. A changed upstream file or a wrong "
-                                    f"mirror ({MIRROR_ENV}) are the usual causes")
-        if not pinned:
-            _record_first_use(target, actual, row)
-        os.replace(temp, target)
-    finally:
-        if temp.exists():
-            temp.unlink()
-    stat = target.stat()
-    _VERIFIED[str(target)] = (stat.st_size, stat.st_mtime_ns, actual)
-    return target
+    return zoo_cache.obtain(row, check, (CheckpointError, LayoutError, ZooError), progress)
 
 
 def download(name: str, *, table: str | Path | None = None, progress: bool = True) -> Path:
-    """The verified local weights file of zoo model ``name`` (downloaded into the cache when it is a URL)."""
-    return _fetch(model_info(name, table), progress)
+    """The verified local weights file of zoo model ``name`` (downloaded into the cache when it is a URL); it was
+    read and converted once, so an unpinned row's first download is recorded only when it is usable."""
+    return _obtain(model_info(name, table), progress)[0]
 
 
 def read_weights(path: str | Path) -> Any:
     """The contents of a weights file on the CPU without running code from it: ``.safetensors``, or
     ``torch.load(weights_only=True)`` allowing only ``visionmix.converters.ALLOWED_CLASSES``. A refused pickle is a
-    :class:`~visionmix.engine.checkpoint.CheckpointError` naming the class it wanted."""
+    :class:`~visionmix.engine.checkpoint.CheckpointError` naming the class it wanted; so is a truncated or corrupt
+    file (load_official's RuntimeError, of which CheckpointError is a subclass)."""
     from .converters import UnsafeCheckpointError, load_official
     from .engine.checkpoint import CheckpointError
 
@@ -259,30 +149,29 @@ def read_weights(path: str | Path) -> Any:
         return load_official(path)
     except UnsafeCheckpointError as err:
         raise CheckpointError(f"{err} (nothing from the file ran)") from None
+    except RuntimeError as err:  # load_official's "not a readable checkpoint": one type for every bad file
+        raise CheckpointError(str(err)) from err
 
 
 def _model_state(obj: Any, row: Mapping) -> dict:
     """``obj`` converted when the row says so, as a ``DiffusionModel`` state dict."""
+    from .engine.checkpoint import CheckpointError, as_model_state
+
     if row.get("converter"):
         from . import converters  # torch and every source's layout: only when a row needs one
 
         obj = converters.convert(row["converter"], obj)
-    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
-        obj = obj["state_dict"]
-    if not isinstance(obj, Mapping):
+    try:
+        return as_model_state(obj, f"zoo:{row['name']}'s weights file")
+    except CheckpointError:
         raise ZooError(f"zoo:{row['name']}: the weights are a {type(obj).__name__}, not a state dict; the row "
-                       "needs a converter")
-    state = {k.removeprefix("module."): v for k, v in obj.items()}
-    if state and not any(k.startswith("backbone.") for k in state):
-        state = {f"backbone.{k}": v for k, v in state.items()}  # a denoiser's own state dict
-    return state
+                       "needs a converter") from None
 
 
 def state_dict(name: str, *, table: str | Path | None = None, map_location: Any = None) -> dict:
     """Zoo model ``name``'s verified, converted weights keyed like ``DiffusionModel.state_dict()``, on the CPU
     unless ``map_location`` names a device (what the mmengine ``zoo:`` scheme returns)."""
-    row = model_info(name, table)
-    state = _model_state(read_weights(_fetch(row)), row)
+    state = _obtain(model_info(name, table))[1]
     if map_location is None or callable(map_location) or str(map_location) == "cpu":
         return state  # read on the CPU; mmengine moves the tensors when it loads them into the model
     return {k: v.to(map_location) for k, v in state.items()}
@@ -306,9 +195,17 @@ def load_pretrained(name: str, *, device: Any = "cpu", cfg_options: Mapping | No
     model = build_model(load_config(config_path, options).model)
     if before_load is not None:
         before_load(model)
-    weights = _fetch(row)
-    fit_state_dict(model, _model_state(read_weights(weights), row), f"zoo:{row['name']} ({weights})",
-                   str(config_path), strict=True)
+
+    def fit(state: dict, path: Path) -> None:
+        fit_state_dict(model, state, f"zoo:{row['name']} ({path})", str(config_path), strict=True)
+
+    # Whether a misfit is the file's fault: not with the user's config or options (theirs to fix), nor for a pinned
+    # file (its hash proves it is the row's file: the row's config is what changed); otherwise it is the only sign
+    # that an unpinned download is the wrong file, so it is checked before that file is trusted.
+    own = config is None and not cfg_options and zoo_cache.pinned_sha(row) is None
+    weights, state = _obtain(row, fit=fit if own else None)
+    if not own:
+        fit(state, weights)
     return model.to(device).eval(), {**row, "config_path": str(config_path), "weights_path": str(weights)}
 
 

@@ -1,8 +1,8 @@
 """Registries for every pluggable part, and the builders that read config dicts.
 
 A config's ``type`` may be the class itself (pure-Python configs), a registered short name (``"attention"``)
-or a dotted import path (what a YAML dump of such a config contains) inside a trusted package: a config
-string is data, so it never imports an arbitrary module (see ``TRUSTED_TYPE_PREFIXES``). A bare string or
+or a dotted import path (what a YAML dump of such a config contains) to a class on the allow-list: a config
+string is data, so it never imports or calls an arbitrary object (see :mod:`visionmix.allowlist`). A bare string or
 class stands for that component with its defaults, so ``--cfg-options model.backbone.mixer=linear_attention``
 is a complete mixer swap.
 """
@@ -11,11 +11,14 @@ from __future__ import annotations
 import copy
 import difflib
 import inspect
-from typing import Any, Iterable, Mapping, Union
+from typing import Any, Mapping, Union
 
 import torch.nn as nn
-import yaml
 from mmengine.registry import Registry
+
+from . import safe_yaml
+from .allowlist import (UntrustedTypeError, allowed, importable, refusal,  # noqa: F401 - re-exported
+                        trust_type_prefixes)
 
 MIXERS = Registry("token mixer", scope="visionmix", locations=["visionmix.mixers"])
 FFNS = Registry("channel mixer (FFN)", scope="visionmix", locations=["visionmix.layers"])
@@ -44,7 +47,7 @@ def parse_spec(text: str) -> dict:
         key, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"bad option {item!r} in {text!r}: write name:key=value,key=value")
-        cfg[key.strip()] = yaml.safe_load(value.strip())
+        cfg[key.strip()] = safe_yaml.load(value.strip(), f"option {key.strip()!r} of {text!r}")
     return cfg
 
 
@@ -59,39 +62,6 @@ def as_config(spec: ComponentCfg) -> dict:
             raise ValueError(f"component config {dict(spec)} has no 'type' key")
         return {k: copy.deepcopy(v) if k != "type" else v for k, v in spec.items() if k != "_delete_"}
     raise TypeError(f"expected a name, a class or a dict with 'type', got {type(spec).__name__}: {spec!r}")
-
-
-# Where a ``type`` given as a dotted import path may point. mmengine's ``Registry.get`` imports ANY path
-# ("os.system"), so a config string would be code: strings resolve only through registries or under these
-# packages (plus what a config trusts: its ``trusted_type_prefixes`` and ``custom_imports`` modules).
-TRUSTED_TYPE_PREFIXES = ("visionmix", "torch.nn", "torch.optim", "mmengine", "timm", "diffusers")
-_extra_prefixes: set[str] = set()
-
-
-class UntrustedTypeError(ValueError):
-    """A config string named an import path outside the trusted packages; nothing was imported."""
-
-
-def trust_type_prefixes(prefixes: Iterable[str]) -> None:
-    """Trust dotted-path types under ``prefixes`` from now on, for every builder in this process."""
-    _extra_prefixes.update(p.strip().rstrip(".") for p in prefixes if p.strip().rstrip("."))
-
-
-def trusted_prefixes() -> tuple[str, ...]:
-    """The built-in packages, then those configs added."""
-    return TRUSTED_TYPE_PREFIXES + tuple(sorted(_extra_prefixes - set(TRUSTED_TYPE_PREFIXES)))
-
-
-def is_trusted_path(path: str) -> bool:
-    """Whether ``path`` lies inside a trusted package (whole dotted components: ``torch.nnx`` is not ``torch.nn``)."""
-    return any(path == p or path.startswith(p + ".") for p in trusted_prefixes())
-
-
-def not_allowed(path: str, where: str = "") -> str:
-    """The one message for a refused type string (``where``: its place in the config, if known)."""
-    at = f" at {where}" if where else ""
-    return (f"type {path!r}{at} is not allowed: types must be registered names or live under "
-            f"{', '.join(trusted_prefixes())} (add a prefix to trusted_type_prefixes to allow another package)")
 
 
 def all_registries() -> list[Registry]:
@@ -122,22 +92,28 @@ def lookup(registry: Registry, name: str) -> Any:
     return None
 
 
-def import_trusted(path: str) -> Any:
-    """Import what a dotted path names: only under a trusted prefix, and only a class (or a registered object,
-    e.g. a collate function) whose own module is trusted too, so no attribute hop reaches a foreign callable."""
-    if not is_trusted_path(path):
-        raise UntrustedTypeError(not_allowed(path))
+def import_trusted(path: str, where: str = "") -> Any:
+    """What a dotted path names, imported only from :data:`visionmix.allowlist.IMPORTABLE` packages (and those the
+    user trusts) and returned only when :func:`visionmix.allowlist.allowed` says a config may build it: a class, or a
+    registered function (a collate function), never a module attribute that hops to a foreign callable."""
+    if not importable(path):
+        raise UntrustedTypeError(refusal(path, where))
     from mmengine.utils import get_object_from_string  # the resolver Registry.get falls back to
 
     obj = get_object_from_string(path)
     if obj is None or inspect.ismodule(obj):
-        raise UnknownComponentError(f"type {path!r} names no class: nothing importable has that path")
-    home = getattr(obj, "__module__", None) or ""
-    registered = any(obj is v for reg in all_registries() for v in reg.module_dict.values())
-    if not (is_trusted_path(home) and (inspect.isclass(obj) or registered)):
-        raise UntrustedTypeError(f"type {path!r} is not allowed: it resolves to {home or '?'}."
-                                 f"{getattr(obj, '__qualname__', obj)}, which is not a class of a trusted package")
+        raise UnknownComponentError(f"type {path!r}{' at ' + where if where else ''} names no class: nothing "
+                                    "importable has that path")
+    if not allowed(obj):
+        raise UntrustedTypeError(refusal(path, where, obj))
     return obj
+
+
+def registered_allowed(obj: Any) -> bool:
+    """Whether a config may name ``obj`` by its registered name. Code the user runs registered everything outside
+    mmengine (visionmix, plugins); mmengine's own entries must be on the allow-list (``ProfilerHook`` is not)."""
+    home = getattr(obj, "__module__", "") or ""
+    return not (home == "mmengine" or home.startswith("mmengine.")) or allowed(obj)
 
 
 def resolve_type(registry: Registry, type_: Any) -> type:
@@ -151,6 +127,8 @@ def resolve_type(registry: Registry, type_: Any) -> type:
         raise TypeError(f"'type' must be a class or a name, got {type_!r}")
     found = lookup(registry, type_)
     if found is not None:
+        if not registered_allowed(found):
+            raise UntrustedTypeError(refusal(type_, obj=found))
         return found
     if "." in type_:
         return import_trusted(type_)

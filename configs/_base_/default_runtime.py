@@ -1,6 +1,7 @@
 # Runtime shared by every training config: iteration-based loop, EMA, checkpoints, sample grids.
 from mmengine.hooks import (CheckpointHook, DistSamplerSeedHook, EMAHook, IterTimerHook, LoggerHook,
                             ParamSchedulerHook)
+from mmengine.visualization import LocalVisBackend, Visualizer
 
 from visionmix.engine import NaNGuardHook, RNGStateHook, SampleGridHook
 
@@ -25,6 +26,9 @@ custom_hooks = dict(
 env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
                dist_cfg=dict(backend="nccl"))
 log_processor = dict(by_epoch=False, window_size=100)
+# training scalars (loss, lr, ...) as JSON lines in <work_dir>/<time>/vis_data/scalars.json; tools/train.py
+# --tensorboard adds mmengine's TensorBoard backend beside it
+visualizer = dict(type=Visualizer, vis_backends=[dict(type=LocalVisBackend)])
 log_level = "INFO"
 load_from = None
 resume = False

@@ -32,7 +32,7 @@ def test_missing_file_says_where_it_looked(tmp_path):
 
 
 @pytest.mark.parametrize("name, content, match", [
-    ("noise.pt", b"not a pickle at all", "not a checkpoint weights-only loading can read"),
+    ("noise.pt", b"not a pickle at all", r"not a checkpoint \(neither a zip-format torch file nor a pickle\)"),
     ("short.pt", None, "not a readable checkpoint"),
     ("short.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{}", "not a readable checkpoint"),
 ])

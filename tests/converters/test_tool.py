@@ -1,6 +1,7 @@
 """tools/convert.py: official file in, visionmix state dict out (safetensors or .pt), checked, atomic, short errors."""
 import argparse
 import os
+import re
 import subprocess
 import sys
 
@@ -97,3 +98,46 @@ def test_bad_arguments_are_one_line_errors(argv, code, message, dit_file, tmp_pa
     got, _, err = call(argv, capsys)
     assert got == code and message in err
 
+
+
+def _not_a_checkpoint(path):
+    if path.suffix == ".dir":
+        path.mkdir()
+    elif path.name == "truncated.pt":  # a zip checkpoint cut short
+        torch.save({"w": torch.zeros(64)}, path)
+        path.write_bytes(path.read_bytes()[:200])
+    else:
+        path.write_bytes({"notes.txt": b"hello, this is not a checkpoint\n", "empty.pt": b"",
+                          "noise.pth": bytes(range(7, 250, 3)) * 4}[path.name])
+    return path
+
+
+EXPECTED = r"; expected an official \.pt / \.pth / \.safetensors checkpoint$"
+NOT_CHECKPOINTS = [  # input file, first stderr line (regex, {path} is the file)
+    ("notes.txt", r"error: {path}: not a checkpoint \(neither a zip-format torch file nor a pickle\): it starts with "
+                  r"b'hell'" + EXPECTED),
+    ("noise.pth", r"error: {path}: not a checkpoint \(neither a zip-format torch file nor a pickle\): it starts with "
+                  r"b'\\x07\\n\\r\\x10'" + EXPECTED),
+    ("empty.pt", r"error: {path}: not a checkpoint: the file is empty \(0 bytes\)" + EXPECTED),
+    ("truncated.pt", r"error: {path}: not a readable checkpoint \(truncated or corrupt\?\): RuntimeError: "
+                     r"PytorchStreamReader failed reading zip archive: failed finding central directory$"),
+    ("folder.dir", r"error: {path}: a directory, not a checkpoint file" + EXPECTED),
+]
+
+
+@pytest.mark.parametrize("name, first", NOT_CHECKPOINTS, ids=[row[0] for row in NOT_CHECKPOINTS])
+def test_an_input_that_is_not_a_checkpoint_is_named(name, first, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("VISIONMIX_DEBUG", raising=False)
+    src = _not_a_checkpoint(tmp_path / name)
+    code, _, err = call(["dit", src, tmp_path / "out.pt"], capsys)
+    assert code == 1, err
+    assert re.match(first.format(path=re.escape(str(src))), err.splitlines()[0]), err
+    assert not (tmp_path / "out.pt").exists()
+
+
+def test_a_text_file_as_a_real_command_line(tmp_path):
+    src = _not_a_checkpoint(tmp_path / "notes.txt")
+    run = subprocess.run([sys.executable, "tools/convert.py", "dit", str(src), str(tmp_path / "out.pt")], cwd=ROOT,
+                         env=tool_env(), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert run.stderr.splitlines()[0].startswith(f"error: {src}: not a checkpoint (neither a zip-format torch file")

@@ -17,15 +17,14 @@ class Note:
         self.text = text
 
 
-def test_pickled_objects_need_a_trusted_location(tmp_path):
-    untrusted = tmp_path / "elsewhere"
-    untrusted.mkdir()
-    torch.save({"hub": Note("hi")}, untrusted / "full.pth")
-    with pytest.raises(CheckpointError, match="trusted"):
-        load_local_checkpoint(str(untrusted / "full.pth"))
-    trust_path(untrusted)
-    assert is_trusted(untrusted / "full.pth") and not is_trusted(tmp_path / "other.pth")
-    assert load_local_checkpoint(str(untrusted / "full.pth"))["hub"].text == "hi"
+def test_pickled_objects_load_only_when_the_command_line_trusts_the_file(tmp_path):
+    torch.save({"hub": Note("hi")}, tmp_path / "full.pth")
+    with pytest.raises(CheckpointError, match=r"full.pth holds the class/function tests.engine.test_checkpoint.Note; "
+                                              r"checkpoints are read as data.*pass --trust-checkpoint"):
+        load_local_checkpoint(str(tmp_path / "full.pth"))
+    trust_path(tmp_path / "full.pth")  # what --trust-checkpoint does, for that one file
+    assert is_trusted(tmp_path / "full.pth") and not is_trusted(tmp_path / "other.pth")
+    assert load_local_checkpoint(str(tmp_path / "full.pth"))["hub"].text == "hi"
 
 
 def test_missing_and_truncated_files_are_named(tmp_path):

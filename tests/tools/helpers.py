@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +166,32 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]] | None:
         return None
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
             for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run_tools(commands: dict[str, list[str]], cwd: Path, env: dict[str, dict[str, str]] | None = None,
+              parallel: int = 4, timeout: float = 300) -> dict[str, subprocess.CompletedProcess]:
+    """Run ``python <argv>`` command lines, ``parallel`` at a time (each one imports torch: a few hundred MB), with
+    per-command extra environment variables; their exit codes and output."""
+    pending, running, done = list(commands.items()), {}, {}
+    while pending or running:
+        while pending and len(running) < parallel:
+            name, argv = pending.pop(0)
+            out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+            proc = subprocess.Popen([sys.executable, *argv], cwd=cwd, env={**tool_env(), **(env or {}).get(name, {})},
+                                    text=True, stdout=out, stderr=err)
+            running[name] = (proc, out, err, time.monotonic())
+        for name, (proc, out, err, started) in list(running.items()):
+            if proc.poll() is None and time.monotonic() - started < timeout:
+                continue
+            if proc.poll() is None:
+                proc.kill()  # never leave a stray run behind
+            proc.wait()
+            texts = []
+            for f in (out, err):
+                f.seek(0)
+                texts.append(f.read())
+                f.close()
+            done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, *texts)
+            del running[name]
+        time.sleep(0.05)
+    return done

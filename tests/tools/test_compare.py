@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import csv
+import re
 
 import pytest
 
 from tests.tools.helpers import ROOT, load_tool
 from visionmix.benchmarking import MixerSpec
+from visionmix.cli import run_tool
 from visionmix.config import load_config
 from visionmix.registry import MIXERS, build_model, list_mixers, resolve_type
 
@@ -80,7 +82,77 @@ def test_quality_comes_from_the_zoo_row_with_exactly_that_backbone(tmp_path):
                      "  untrained: {config: configs/mixers/attention_digits8.py, weights: z.safetensors, status: untrained}\n")
     sibs = compare.siblings(load_config(DIGITS), [MixerSpec("rala"), MixerSpec("attention"),
                                                   MixerSpec("rala", (("lepe_kernel_size", 3),))])
-    compare.attach_zoo_rows(sibs, str(table))
+    compare.attach_zoo_rows(sibs, load_config(DIGITS).model, str(table))
     assert [s.zoo[0] if s.zoo else None for s in sibs] == [None, "rala_row", None, "rala_other"]
     assert compare.quality_cells(sibs[1], 8) == ["rala_row", 0.5, 0.75, 1.25]
     assert compare.quality_cells(sibs[1], 16) == [None] * 4  # another resolution is another model
+
+    # the same backbone in a model sampled or trained otherwise is not the zoo row's model either
+    other = load_config(DIGITS, {"model.diffusion.noise_schedule": "linear"})
+    sibs = compare.siblings(other, [MixerSpec("rala")])
+    compare.attach_zoo_rows(sibs, other.model, str(table))
+    assert [s.zoo for s in sibs] == [None, None]
+
+    # trimming takes the row away (a trimmed model is not the trained one); a cap above the depth keeps it
+    sibs = compare.siblings(load_config(DIGITS), [MixerSpec("rala")])
+    compare.attach_zoo_rows(sibs, load_config(DIGITS).model, str(table))
+    assert compare.trim_siblings(sibs, 7) == [] and sibs[1].zoo[0] == "rala_row"
+    assert compare.trim_siblings(sibs, 2) == ["rala"] and sibs[1].zoo is None
+
+
+def call(argv, capsys, monkeypatch):
+    """``compare.main(argv)`` under the tools' error conventions: the exit code, stdout and the stderr lines."""
+    monkeypatch.delenv("VISIONMIX_DEBUG", raising=False)
+    try:
+        code = run_tool(compare.main, argv)
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err.splitlines()
+
+
+def test_a_trimmed_zoo_model_shows_no_quality_and_says_why(tmp_path, capsys, monkeypatch):
+    argv = [str(DIGITS), "--res", "8", "--reps", "1", "--warmup", "0", "--no-macs", "--mixers", "attention",
+            "--out", str(tmp_path)]
+    code, out, err = call(argv + ["--depth", "1"], capsys, monkeypatch)
+    assert code == 0 and err[0].startswith("| res | input | mixer |"), err  # progress tables only
+    assert "| 8 | 8² | bi_rwkv (config) |" in out and "drwkv_digits`" not in out
+    config_row = next(line for line in out.splitlines() if "| bi_rwkv (config) |" in line)
+    assert config_row.endswith("| — | — | — | — |  |")  # zoo row, agreement, guidance 3, Fréchet, note
+    assert ("quality columns: only for untrimmed models that are a zoo row (--depth 1 trims bi_rwkv (config), "
+            "attention: cells left blank)") in out
+    with open(tmp_path / "drwkv_digits8.csv") as f:
+        assert all(r["zoo_row"] == r["agreement"] == "" for r in csv.DictReader(f))
+
+    code, out, err = call(argv + ["--depth", "7"], capsys, monkeypatch)  # the full depth: the zoo rows themselves
+    assert code == 0 and "| `drwkv_digits` | 90.8% |" in out and "quality columns" not in out
+
+
+BAD = [  # id, extra arguments, first stderr line (regex); every one exits 2 before measuring
+    ("reps_zero", ["--reps", "0"], r"error: --reps must be a positive integer, got 0$"),
+    ("reps_negative", ["--reps", "-1"], r"error: --reps must be a positive integer, got -1$"),
+    ("batch_zero", ["--batch", "0"], r"error: --batch must be a positive integer, got 0$"),
+    ("batch_negative", ["--batch", "-4"], r"error: --batch must be a positive integer, got -4$"),
+    ("warmup_negative", ["--warmup", "-1"], r"error: --warmup must be a non-negative integer, got -1$"),
+    ("depth_zero", ["--depth", "0"], r"error: --depth must be a positive integer, got 0$"),
+    ("downsample_zero", ["--downsample", "0"], r"error: --downsample must be a positive integer, got 0$"),
+    ("res_zero", ["--res", "0"], r"error: --res must be positive integers, got 0$"),
+    ("res_negative", ["--res", "8,-16"], r"error: --res must be positive integers, got -16$"),
+    ("res_empty", ["--res", ","], r"error: --res needs at least one size"),
+    ("res_not_int", ["--res", "8px"], r"error: argument --res: expected comma-separated integers .*'8px'$"),
+    ("res_below_a_cell", ["--res", "4", "--downsample", "8"], r"error: --res 4 is not a multiple of 8, "),
+    ("max_gb_zero", ["--max-gb", "0"], r"error: --max-gb must be a positive number, got 0\.0$"),
+    ("max_gb_negative", ["--max-gb", "-1"], r"error: --max-gb must be a positive number, got -1\.0$"),
+    ("device_unknown", ["--device", "abacus"], r"error: --device abacus: "),
+    ("mixer_unknown", ["--mixers", "no_such_mixer"], r"error: --mixers: unknown token mixer 'no_such_mixer'"),
+    ("cfg_options_without_value", ["--cfg-options", "model"], r"error: --cfg-options takes KEY=VALUE pairs"),
+]
+
+
+@pytest.mark.parametrize("extra,first", [row[1:] for row in BAD], ids=[row[0] for row in BAD])
+def test_bad_options_are_refused_up_front(extra, first, tmp_path, capsys, monkeypatch):
+    argv = [str(DIGITS), "--res", "8", "--reps", "1", "--mixers", "attention", "--out", str(tmp_path / "out")]
+    code, _, err = call(argv + extra, capsys, monkeypatch)
+    assert code == 2, err
+    assert re.match(first, err[0]), err
+    assert not (tmp_path / "out").exists()  # refused before the output folder is made

@@ -10,15 +10,15 @@ from tests.tools.helpers import ROOT, tiny_digits_config
 
 def test_two_process_cpu_ddp_trains_and_ranks_agree(tmp_path):
     cfg = tiny_digits_config(tmp_path / "ddp", max_iters=3, checkpoint_interval=3)
-    cfg.custom_imports = dict(imports=["tests.tools.helpers"], allow_failed_imports=False)
     cfg.custom_hooks.append(dict(type="DumpParams"))
     cfg.dump(str(tmp_path / "ddp.yaml"))
     assert yaml.safe_load((tmp_path / "ddp.yaml").read_text())["custom_hooks"][-1]["type"] == "DumpParams"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                           "29517", str(ROOT / "tools/train.py"), str(tmp_path / "ddp.yaml"), "--launcher", "pytorch",
-                          "--work-dir", str(tmp_path / "ddp"), "--verbose"], capture_output=True, text=True, env=env,
-                         cwd=ROOT, timeout=600)
+                          "--work-dir", str(tmp_path / "ddp"), "--verbose",  # a YAML file cannot import plugins:
+                          "--cfg-options", "custom_imports.imports=[tests.tools.helpers]"],  # the command line can
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert out.returncode == 0, out.stderr[-4000:]
     ranks = [torch.load(tmp_path / f"ddp/params_rank{r}.pt") for r in (0, 1)]
     assert ranks[0].keys() == ranks[1].keys()

@@ -2,6 +2,7 @@
 import re
 
 from tests.tools.helpers import load_tool, tiny_digits_config
+from visionmix.cli import run_tool
 from visionmix.engine import VisionMixRunner
 
 train = load_tool("train")
@@ -35,5 +36,6 @@ def test_eval_uses_the_configs_sampler_by_default_and_the_flags_otherwise(tmp_pa
 
 
 def test_eval_with_a_missing_checkpoint_names_it(tmp_path, capsys):
-    code = eval_digits.main(["configs/quickstart/drwkv_digits8.py", "--checkpoint", str(tmp_path / "none.pth")])
+    argv = ["configs/quickstart/drwkv_digits8.py", "--checkpoint", str(tmp_path / "none.pth")]
+    code = run_tool(eval_digits.main, argv)
     assert code == 1 and "none.pth" in capsys.readouterr().err

@@ -1,32 +1,41 @@
-"""Checkpoint I/O that survives torch >= 2.6 and never leaves a half-written file.
+"""Checkpoints are data: reading one never runs code from it.
 
-torch 2.6 made ``torch.load(weights_only=True)`` the default, and mmengine's local loader calls it
-bare, so resuming an mmengine checkpoint (which pickles its message hub) fails. We register a local
-loader that unpickles fully only files inside directories the user vouched for (their work dir and
-an explicitly named resume / load_from file) and loads everything else with ``weights_only=True``.
+Every local checkpoint is read with ``torch.load(weights_only=True)`` -- the restricted unpickler, which rebuilds
+tensors, plain containers and (allowed here) the numpy arrays and scalars of a training checkpoint's RNG state --
+or with safetensors. visionmix writes its training checkpoints in that form (see
+:class:`~visionmix.engine.runner.VisionMixRunner`: the message hub and the config are stored as plain data), so
+resuming needs nothing more. Full unpickling happens only for a file the user names on the command line with
+``--trust-checkpoint`` (:func:`trust_path`); no config, work dir, checkpoint or zoo row can ask for it, and every
+refusal names the flag. ``meta["config"]``, which mmengine's ``Runner.resume`` would execute as Python, is dropped on
+reading; the stored config is read as data (:mod:`visionmix.engine.stored_config`).
 
-``load_from = "zoo:NAME"`` loads a model-zoo row's verified, converted weights (:mod:`visionmix.hub`) through an
-mmengine ``zoo:`` scheme registered here. :func:`load_weights` is how tools load a local checkpoint into a model
-(the EMA weights of a training checkpoint; a short mismatch message naming the config it was trained with).
+``load_from`` accepts a training checkpoint, a plain or converted state dict (``tools/convert.py`` output,
+``.safetensors`` too) and ``zoo:NAME`` (through an mmengine ``zoo:`` scheme registered here): all become
+``{"state_dict": <DiffusionModel keys>, "meta": ...}`` (:func:`as_training_checkpoint`), which is what mmengine's
+EMA hook and loader expect. :func:`load_weights` is how tools load a local checkpoint into a model.
 """
 from __future__ import annotations
 
+import contextlib
 import pickle
 import re
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from .stored_config import read_stored_config
+
 _TRUSTED: set[Path] = set()
 ZOO_PREFIX = "zoo:"
+TRUST_FLAG = "--trust-checkpoint"
 SHOWN_MISMATCHES = 5
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint exists but cannot be read (truncated, corrupt, or untrusted pickle)."""
+    """A checkpoint exists but cannot be read (truncated, corrupt, or holding objects beyond data)."""
 
 
 class CheckpointMismatchError(CheckpointError):
@@ -34,7 +43,8 @@ class CheckpointMismatchError(CheckpointError):
 
 
 def trust_path(path: str | Path) -> None:
-    """Allow full unpickling of checkpoints at ``path`` (a file, or a directory and everything below)."""
+    """Allow full unpickling of the checkpoint at ``path``. For the command line's ``--trust-checkpoint`` only: it
+    runs whatever code the file holds."""
     _TRUSTED.add(Path(path).expanduser().resolve())
 
 
@@ -43,29 +53,73 @@ def is_trusted(path: str | Path) -> bool:
     return any(path == root or root in path.parents for root in _TRUSTED)
 
 
-def load_local_checkpoint(filename: str, map_location=None, mmap: bool = False) -> dict:
-    """mmengine loader for local paths; clear errors for missing, truncated or untrusted files.
+def data_classes() -> list[Any]:
+    """What a visionmix training checkpoint holds besides tensors and plain containers: numpy arrays, dtypes and
+    scalars (numpy's and Python's RNG states, the message hub's histories). Rebuilding them runs no code."""
+    import numpy as np
 
-    ``mmap=True`` maps the tensors instead of reading them: cheap for looking at names and shapes."""
+    core = getattr(np, "_core", None) or np.core
+    dtypes = {type(np.dtype(code)) for code in "?bBhHiIlLqQefdgFD"}
+    return [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype, *sorted(dtypes, key=str)]
+
+
+@contextlib.contextmanager
+def _data_only() -> Iterator[None]:
+    safe_globals = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
+    with safe_globals(data_classes()) if safe_globals else contextlib.nullcontext():
+        yield
+
+
+def load_local_checkpoint(filename: str, map_location: Any = None, mmap: bool = False) -> dict:
+    """Read a local checkpoint as data (see the module docstring); clear errors for a missing, truncated, corrupt
+    or code-carrying file. ``mmap=True`` maps the tensors instead of reading them (cheap for names and shapes)."""
     path = Path(filename).expanduser()
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path.resolve()} is a folder, not a file")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path.resolve()}")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path, map_location)
     trusted = is_trusted(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=not trusted, mmap=mmap)
+        with _data_only():
+            checkpoint = torch.load(path, map_location=map_location, weights_only=not trusted, mmap=mmap)
     except pickle.UnpicklingError as err:
-        if not trusted and "weights_only" in str(err):
-            raise CheckpointError(
-                f"{path} holds pickled objects beyond tensors and is outside the trusted work dirs; "
-                "if you made it, pass it with --resume / load_from (which trusts it) or call "
-                "visionmix.engine.trust_path on its folder"
-            ) from err
-        raise CheckpointError(f"checkpoint {path} is corrupt ({err}); nothing was overwritten") from err
-    except (EOFError, RuntimeError, zipfile.BadZipFile) as err:
-        raise CheckpointError(
-            f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {err}); nothing was "
-            "overwritten: resume from an earlier checkpoint in the same folder"
-        ) from err
+        if not trusted and "weights only" in str(err).lower().replace("_", " "):
+            raise CheckpointError(_refusal(path, str(err))) from None
+        raise CheckpointError(f"checkpoint {path} is corrupt ({_first_line(err)}); nothing was overwritten") from None
+    except (EOFError, RuntimeError, OSError, zipfile.BadZipFile) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: "
+                              f"{_first_line(err)}); nothing was overwritten: resume from an earlier checkpoint "
+                              "in the same folder") from None
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("meta"), dict):
+        checkpoint["meta"].pop("config", None)  # mmengine's resume would execute this Python text
+    return checkpoint
+
+
+def _refusal(path: Path, text: str) -> str:
+    found = re.search(r"GLOBAL\s+([\w.]+)", text)
+    what = f"the class/function {found.group(1)}" if found else "objects beyond tensors, containers and arrays"
+    return (f"{path} holds {what}; checkpoints are read as data, so it was not loaded (nothing from it ran). If you "
+            f"made this file yourself and trust it, pass {TRUST_FLAG} (full unpickling runs any code inside it), or "
+            "re-save just its tensors (torch.save(checkpoint['state_dict'], ...))")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
+def _read_safetensors(path: Path, map_location: Any) -> dict:
+    from safetensors.torch import load_file
+
+    device = map_location if isinstance(map_location, (str, torch.device)) else "cpu"
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for a bad header or short file
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({_first_line(err)})") from None
 
 
 def shapes_of(state_dict: Mapping[str, torch.Tensor], strip: str = r"^module\.") -> dict[str, tuple[int, ...]]:
@@ -73,18 +127,40 @@ def shapes_of(state_dict: Mapping[str, torch.Tensor], strip: str = r"^module\.")
     return {re.sub(strip, "", k): tuple(v.shape) for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
 
 
+def as_model_state(obj: Any, source: str) -> dict:
+    """A loaded checkpoint as a ``DiffusionModel`` state dict: a training checkpoint's ``state_dict`` (the EMA
+    weights), or a plain / converted state dict; DDP's ``module.`` removed, backbone-level keys prefixed."""
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{source} holds no state dict (a mapping of names to tensors); an official checkpoint "
+                              "needs converting first: tools/convert.py SOURCE IN OUT")
+    state = {k.removeprefix("module."): v for k, v in obj.items()}
+    if state and not any(k.startswith(("backbone.", "data_preprocessor.")) for k in state):
+        state = {f"backbone.{k}": v for k, v in state.items()}  # a denoiser's own state dict
+    return state
+
+
+def as_training_checkpoint(checkpoint: Any, source: str) -> dict:
+    """What mmengine's loader and EMA hook expect of ``load_from``: ``{"state_dict": ..., "meta": ...}``, whatever
+    the source wrote (a training checkpoint passes unchanged)."""
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), Mapping) \
+            and isinstance(checkpoint.get("meta"), dict):
+        return checkpoint
+    meta = checkpoint.get("meta") if isinstance(checkpoint, dict) and isinstance(checkpoint.get("meta"), dict) else {}
+    return {"state_dict": as_model_state(checkpoint, source), "meta": meta}
+
+
 def trained_with(checkpoint: Mapping) -> str | None:
     """The config a checkpoint was trained with, from its ``meta`` (our ``config_file``, else mmengine's
-    experiment name), with the backbone's type and size read from the config text mmengine stores."""
+    experiment name), with the backbone's type and size read from the stored config (as data)."""
     meta = checkpoint.get("meta") or {}
     name = meta.get("config_file") or meta.get("experiment_name")
     if not name:
         return None
-    try:
-        from mmengine.config import Config
-
-        backbone = Config.fromstring(meta["cfg"], ".py").model.backbone
-    except Exception:  # noqa: BLE001 - the config text is a nicety; the name alone still helps
+    model = (read_stored_config(meta) or {}).get("model")
+    backbone = model.get("backbone") if isinstance(model, dict) else None
+    if not isinstance(backbone, dict):
         return name
     sizes = ", ".join(f"{k}={backbone[k]}" for k in ("hidden_size", "depth", "patch_size", "input_size")
                       if k in backbone)
@@ -146,29 +222,22 @@ def fit_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], so
 
 
 def load_weights(model: torch.nn.Module, path: str, config: str) -> None:
-    """Load a local checkpoint into ``model``: for training checkpoints the EMA weights (mmengine stores them as
-    ``state_dict``), DDP's ``module.`` prefix removed. The user named the file, so it may unpickle fully."""
-    trust_path(path)
-    try:
-        checkpoint = load_local_checkpoint(path, map_location="cpu")
-    except OSError as err:  # torch.load of a truncated zip can fail with a bare "[Errno 22]"
-        if isinstance(err, FileNotFoundError):
-            raise
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__}: {err})") from err
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
-    state = {k.removeprefix("module."): v for k, v in state.items()}
+    """Load a local checkpoint into ``model`` (read as data): for training checkpoints the EMA weights (mmengine
+    stores them as ``state_dict``), else the plain or converted state dict the file holds."""
+    checkpoint = load_local_checkpoint(path, map_location="cpu")
     origin = trained_with(checkpoint) if isinstance(checkpoint, dict) else None
-    fit_state_dict(model, state, path, config, strict=False, origin=origin)
+    fit_state_dict(model, as_model_state(checkpoint, path), path, config, strict=False, origin=origin)
 
 
 def load_from_zoo(filename: str, map_location: Any = None) -> dict:
-    """mmengine loader for ``zoo:NAME``: the row's verified, converted state dict (downloaded once)."""
+    """mmengine loader for ``zoo:NAME``: the row's verified, converted weights as a training checkpoint's fields."""
     from ..hub import state_dict
 
-    return state_dict(filename[len(ZOO_PREFIX):], map_location=map_location)
+    return {"state_dict": state_dict(filename[len(ZOO_PREFIX):], map_location=map_location),
+            "meta": {"zoo": filename[len(ZOO_PREFIX):]}}
 
 
-def check_config_checkpoint(cfg) -> None:
+def check_config_checkpoint(cfg: Any) -> None:
     """Before the Runner exists: does ``cfg.load_from`` fit the model ``cfg`` builds? The checkpoint is
     memory-mapped and the model built on the meta device, so this costs neither memory nor initialisation
     (a ``zoo:`` name is downloaded and verified here, once, instead of after the Runner has started)."""
@@ -176,19 +245,22 @@ def check_config_checkpoint(cfg) -> None:
         return
     from mmengine.registry import MODELS
 
-    if str(cfg.load_from).startswith(ZOO_PREFIX):
+    source = str(cfg.load_from)
+    if source.startswith(ZOO_PREFIX):
         if cfg.get("resume"):
             raise CheckpointError(f"resume=True with load_from={cfg.load_from}: zoo weights start a new run and "
                                   "cannot be resumed; set resume=False (or resume from a checkpoint of your run)")
-        checkpoint = load_from_zoo(cfg.load_from)
+        checkpoint = load_from_zoo(source)
     else:
-        checkpoint = load_local_checkpoint(cfg.load_from, map_location="cpu", mmap=True)
+        checkpoint = load_local_checkpoint(source, map_location="cpu", mmap=not source.endswith(".safetensors"))
+        if not cfg.get("resume"):
+            checkpoint = as_training_checkpoint(checkpoint, source)
     try:
         with torch.device("meta"):
             shapes = shapes_of(MODELS.build(cfg.model).state_dict())
     except Exception:  # noqa: BLE001 - a model that cannot be built on meta: the Runner checks the real one
         return
-    check_fits(shapes, checkpoint, cfg.load_from, strict=bool(cfg.get("resume")))
+    check_fits(shapes, checkpoint, source, strict=bool(cfg.get("resume")))
 
 
 CheckpointLoader.register_scheme(prefixes="", loader=load_local_checkpoint, force=True)

@@ -1,7 +1,8 @@
-"""The mmengine ``Runner`` with atomic checkpoint writes, checkpoint/model fit checks, hyperparameters that
-override a resumed optimiser, and a console without mmengine's environment and config dumps."""
+"""The mmengine ``Runner`` with atomic checkpoint writes stored as data, checkpoint/model fit checks, hyperparameters
+that override a resumed optimiser, and a console without mmengine's environment and config dumps."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import os.path as osp
@@ -9,11 +10,13 @@ from contextvars import ContextVar
 from typing import Any, Mapping
 
 from mmengine.dist import master_only
+from mmengine.logging import HistoryBuffer
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 
-from . import checkpoint as _checkpoint  # registers the trusted local loader
+from . import checkpoint as _checkpoint  # registers the data-only local loader
+from .stored_config import FORMAT_KEY, YAML_FORMAT, config_as_yaml
 
 _VERBOSE: ContextVar[bool] = ContextVar("visionmix_runner_verbose", default=False)
 
@@ -65,13 +68,43 @@ class VisionMixRunner(Runner):
         if self.cfg.filename:  # which config made it, for the message when it is loaded into another
             meta.setdefault("config_file", osp.abspath(self.cfg.filename))
         partial = f"{filename}.partial"
-        super().save_checkpoint(out_dir, partial, *args, meta=meta, **kwargs)
-        os.replace(osp.join(out_dir, partial), osp.join(out_dir, filename))
+        try:
+            super().save_checkpoint(out_dir, partial, *args, meta=meta, **kwargs)
+            os.replace(osp.join(out_dir, partial), osp.join(out_dir, filename))
+        except BaseException:
+            with contextlib.suppress(OSError):  # a full disk: leave the last good checkpoint and no half file
+                os.remove(osp.join(out_dir, partial))
+            raise
+
+    def call_hook(self, fn_name: str, **kwargs) -> None:
+        super().call_hook(fn_name, **kwargs)
+        if fn_name == "before_save_checkpoint":  # the last step before mmengine writes the file
+            self._store_as_data(kwargs["checkpoint"])
+
+    def _store_as_data(self, checkpoint: dict) -> None:
+        """Make the checkpoint loadable with ``weights_only=True``: the config as YAML text instead of Python source,
+        the message hub's histories as arrays instead of objects that pickle bound methods."""
+        try:
+            text, fmt = config_as_yaml(self.cfg), YAML_FORMAT
+        except Exception as err:  # noqa: BLE001 - never lose a checkpoint over the config's description
+            self.logger.warning(f"the config could not be stored with the checkpoint ({err})")
+            text, fmt = None, None
+        checkpoint["meta"].update({"cfg": text, FORMAT_KEY: fmt})
+        hub = checkpoint.get("message_hub") or {}
+        if "cfg" in hub.get("runtime_info", {}):
+            hub["runtime_info"]["cfg"] = text
+        hub["log_scalars"] = {key: history_as_data(value) for key, value in hub.get("log_scalars", {}).items()}
 
     def load_checkpoint(self, filename: str, map_location: Any = "cpu", strict: bool = False,
                         revise_keys: list = [(r"^module.", "")]) -> dict:  # noqa: B006 - mmengine's signature
-        """mmengine's ``load_checkpoint``, with the fit check before any hook or module sees the tensors."""
+        """mmengine's ``load_checkpoint``, for any weights source (:func:`~visionmix.engine.checkpoint.
+        as_training_checkpoint`), with the fit check before any hook or module sees the tensors."""
         checkpoint = _load_checkpoint(filename, map_location=map_location)
+        if self._resume:
+            hub = checkpoint.get("message_hub") or {}
+            hub["log_scalars"] = {k: history_from_data(v) for k, v in hub.get("log_scalars", {}).items()}
+        else:
+            checkpoint = _checkpoint.as_training_checkpoint(checkpoint, filename)
         model = self.model.module if is_model_wrapper(self.model) else self.model
         shapes = _checkpoint.shapes_of(model.state_dict())
         note = _checkpoint.check_fits(shapes, checkpoint, filename, strict=self._resume)
@@ -87,6 +120,22 @@ class VisionMixRunner(Runner):
         super().resume(filename, *args, **kwargs)
         if self.optimizer_overrides:
             apply_optimizer_overrides(self, self.optimizer_overrides)
+
+
+def history_as_data(buffer: Any) -> Any:
+    """A message-hub ``HistoryBuffer`` as plain arrays (its pickle names bound methods through ``getattr``)."""
+    if not isinstance(buffer, HistoryBuffer):
+        return buffer
+    return {"history_buffer": {"log_history": buffer._log_history, "count_history": buffer._count_history,
+                               "max_length": buffer.max_length}}
+
+
+def history_from_data(value: Any) -> Any:
+    """:func:`history_as_data` undone."""
+    if isinstance(value, dict) and isinstance(value.get("history_buffer"), dict):
+        fields = value["history_buffer"]
+        return HistoryBuffer(fields["log_history"], fields["count_history"], int(fields["max_length"]))
+    return value
 
 
 def optimizer_overrides(cfg_options: Mapping[str, Any] | None, prefix: str = "optim_wrapper.optimizer.") -> dict:
