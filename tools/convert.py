@@ -32,6 +32,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--config", help="check that the result loads (strict) into this config's model")
     parser.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, metavar="KEY=VALUE",
                         help="overrides for --config")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="fully unpickle IN, which runs any code inside it: only for files you made (otherwise "
+                             "only tensors, plain containers and argparse.Namespace are read)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
     if Path(args.output).suffix not in FORMATS:
@@ -88,7 +91,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if args.source not in SOURCES:
         raise UsageError(f"unknown source {args.source!r}; known sources: {', '.join(SOURCES)}")
-    checkpoint: Any = load_official(args.input)
+    checkpoint: Any = load_official(args.input, trusted=args.trust_checkpoint)
     state = convert(args.source, checkpoint)
     if args.config:
         check_loads(state, args.config, args.cfg_options)

@@ -227,7 +227,7 @@ def gather(shard: Any, out_dir: str, num: int, rank: int, world: int) -> Any:
         os.replace(paths[rank] + ".partial.npy", paths[rank])
         dist.barrier()
         if rank == 0:
-            shards = [np.load(p) for p in paths]
+            shards = [np.load(p, allow_pickle=False) for p in paths]
             arr = np.empty((num, *shards[0].shape[1:]), np.uint8)
             for r, s in enumerate(shards):
                 arr[r::world] = s

@@ -50,7 +50,9 @@ def load_rows(path: Optional[Path] = None) -> dict[str, dict]:
     """The yml's (default: the zoo's) ``models`` mapping, name -> row."""
     import yaml
 
-    return yaml.safe_load(Path(path or YML).read_text())["models"]
+    from visionmix import safe_yaml
+
+    return safe_yaml.load_file(path or YML)["models"]
 
 
 def row_spans(text: str) -> dict[str, tuple[int, int]]:

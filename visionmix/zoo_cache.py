@@ -30,7 +30,7 @@ REPO_ROOT = PACKAGE_DIR.parent
 MIRROR_ENV = "VISIONMIX_ZOO_MIRROR"
 _VERIFIED: dict[str, tuple[int, int, str]] = {}  # path -> (size, mtime_ns, sha256) checked in this process
 # load_official's advice for a refused pickle assumes the reader made the file; nobody re-saves a zoo file
-_RESAVE_ADVICE = re.compile(r" If you made this file and trust it, re-save .*? and convert that")
+_RESAVE_ADVICE = re.compile(r" If you made this file and trust it, .*? and convert that")
 T = TypeVar("T")
 
 

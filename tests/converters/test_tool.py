@@ -141,3 +141,24 @@ def test_a_text_file_as_a_real_command_line(tmp_path):
                          env=tool_env(), capture_output=True, text=True, timeout=120)
     assert run.returncode == 1
     assert run.stderr.splitlines()[0].startswith(f"error: {src}: not a checkpoint (neither a zip-format torch file")
+
+
+class Notes:
+    """A harmless object a training script might pickle beside its weights (not on the allowed list)."""
+
+    def __init__(self, text):
+        self.text = text
+
+
+def test_a_pickle_with_other_objects_converts_only_with_trust_checkpoint(dit_file, tmp_path, capsys):
+    _, official = dit_file
+    src = tmp_path / "with_notes.pt"
+    torch.save({"model": official, "notes": Notes("lr was 1e-4")}, src)
+    out = tmp_path / "dit.pt"
+    code, _, err = call(["dit", src, out], capsys)
+    assert code == 1 and re.search(r"refused to unpickle the class/function .*Notes.*pass --trust-checkpoint", err)
+    assert not out.exists()
+    code, _, err = call(["dit", src, out, "--trust-checkpoint"], capsys)
+    assert code == 0, err
+    assert torch.equal(torch.load(out, weights_only=True)["backbone.x_embedder.proj.weight"],
+                       official["x_embedder.proj.weight"])

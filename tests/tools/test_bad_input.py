@@ -287,3 +287,22 @@ def test_bad_input_is_one_clear_error_that_runs_and_changes_nothing(row, area, r
 def test_the_table_covers_every_tool_the_issue_names():
     assert len(ROWS) >= 40
     assert {"train", "flops", "sample", "eval", "eval_digits", "compare", "convert"} <= {r.tool for r in ROWS}
+
+
+def test_a_checkpoint_whose_stored_config_is_python_is_used_and_never_run(area, tmp_path):
+    """Item 3: the weights fit, so every tool goes ahead -- reading the config text as data, never executing it."""
+    from visionmix.cli import run_tool
+
+    marker, pymeta, tiny = area["pwned"]["meta"], area["pymeta"], area["tiny"]
+    out = str(tmp_path / "samples")
+    assert run_tool(load_tool("sample").main, [tiny, "--checkpoint", pymeta, "--num", "2", "--steps", "1",
+                                               "--out", out]) == 0
+    assert run_tool(load_tool("eval_digits").main, [tiny, "--checkpoint", pymeta, "--per-class", "1", "--steps", "1",
+                                                    "--cfg-scales", "1", "--out", out]) == 0
+    assert run_tool(load_tool("eval").main, ["--checkpoint", pymeta, "--config", tiny, "--metrics", "digits",
+                                             "--num", "10", "--steps", "1", "--out", out]) == 0
+    work = tmp_path / "work"  # resuming: mmengine's Runner.resume would execute meta["config"]
+    work.mkdir()
+    (work / "iter_2.pth").write_bytes(Path(pymeta).read_bytes())
+    assert train.main([tiny, "--work-dir", str(work), "--resume", "--cfg-options", "train_cfg.max_iters=3"]) in (0, None)
+    assert not marker.exists()

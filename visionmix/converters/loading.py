@@ -33,8 +33,9 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
     ``argparse.Namespace``, or uses an opcode that loader does not run."""
 
 
-def load_official(path: str | Path) -> Any:
-    """The object an official checkpoint file holds, read safely (see the module docstring), on the CPU."""
+def load_official(path: str | Path, trusted: bool = False) -> Any:
+    """The object an official checkpoint file holds, read safely (see the module docstring), on the CPU.
+    ``trusted`` (``tools/convert.py --trust-checkpoint``, never a zoo file) unpickles fully instead."""
     path = Path(path).expanduser()
     if path.is_dir():
         raise IsADirectoryError(f"{path}: a directory, not a checkpoint file; {EXPECTED}")
@@ -56,7 +57,7 @@ def load_official(path: str | Path) -> Any:
                            f"with {head!r}; {EXPECTED}")
     try:
         with _allowed_classes():
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=not trusted)
     except pickle.UnpicklingError as err:
         text = str(err)
         if "weights only" not in text.lower():  # not a refusal: bytes that are no pickle at all
@@ -69,8 +70,9 @@ def load_official(path: str | Path) -> Any:
                                         "truncated, corrupt, or a pickle of arbitrary objects") from None
         raise UnsafeCheckpointError(
             f"{path}: refused to unpickle the class/function {found.group(1)}; official checkpoints hold only "
-            "tensors, plain containers and argparse.Namespace. If you made this file and trust it, re-save just "
-            "its state dict (torch.save(model.state_dict(), ...)) and convert that"
+            "tensors, plain containers and argparse.Namespace. If you made this file and trust it, pass "
+            "--trust-checkpoint to tools/convert.py (full unpickling runs any code inside it) or re-save just its "
+            "state dict (torch.save(model.state_dict(), ...)) and convert that"
             + ("" if hasattr(torch.serialization, "safe_globals") else
                f" (torch {torch.__version__} cannot allow argparse.Namespace: torch >= 2.5 can)")) from None
     except (EOFError, RuntimeError, zipfile.BadZipFile) as err:

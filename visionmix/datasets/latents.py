@@ -138,7 +138,7 @@ class LatentDataset(Dataset):
             if shape != (shard["count"], 2, *self.latent_shape):
                 raise ValueError(f"{shard['latents']} in {str(self.root)!r} has shape {shape}, meta.json says "
                                  f"{(shard['count'], 2, *self.latent_shape)}")
-        self.labels = np.concatenate([np.load(self.root / s["labels"]) for s in shards]) if shards else \
+        self.labels = np.concatenate([np.load(self.root / s["labels"], allow_pickle=False) for s in shards]) if shards else \
             np.zeros(0, np.int64)
         self._offsets = np.cumsum([0] + [s["count"] for s in shards])
         if self._offsets[-1] != self.meta["count"] or len(self.labels) != self.meta["count"]:
@@ -155,7 +155,8 @@ class LatentDataset(Dataset):
 
     def _shard(self, s: int) -> np.ndarray:
         if s not in self._maps:
-            self._maps[s] = np.load(self.root / self.meta["shards"][s]["latents"], mmap_mode="r")
+            self._maps[s] = np.load(self.root / self.meta["shards"][s]["latents"], mmap_mode="r",
+                                    allow_pickle=False)
         return self._maps[s]
 
     def __getitem__(self, index: int) -> dict:

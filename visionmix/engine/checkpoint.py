@@ -252,7 +252,9 @@ def check_config_checkpoint(cfg: Any) -> None:
                                   "cannot be resumed; set resume=False (or resume from a checkpoint of your run)")
         checkpoint = load_from_zoo(source)
     else:
-        checkpoint = load_local_checkpoint(source, map_location="cpu", mmap=not source.endswith(".safetensors"))
+        local = "://" not in source
+        checkpoint = (load_local_checkpoint(source, map_location="cpu", mmap=not source.endswith(".safetensors"))
+                      if local else CheckpointLoader.load_checkpoint(source, map_location="cpu"))
         if not cfg.get("resume"):
             checkpoint = as_training_checkpoint(checkpoint, source)
     try:
@@ -263,5 +265,33 @@ def check_config_checkpoint(cfg: Any) -> None:
     check_fits(shapes, checkpoint, source, strict=bool(cfg.get("resume")))
 
 
+def load_from_url(filename: str, map_location: Any = None) -> dict:
+    """mmengine loader for ``http(s)://`` ``load_from``: downloaded once into torch.hub's checkpoint cache, then read
+    as data like any local file (mmengine's own loader leaves that to ``torch.load``'s default)."""
+    import torch.hub
+    from urllib.parse import unquote, urlparse
+
+    name = Path(unquote(urlparse(filename).path)).name or "checkpoint.pth"
+    target = Path(torch.hub.get_dir()) / "checkpoints" / name
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(filename, str(target), progress=False)
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"load_from={filename}: could not download it ({_first_line(err)})") from None
+    return load_local_checkpoint(str(target), map_location=map_location)
+
+
+def refuse_remote(filename: str, map_location: Any = None) -> dict:
+    """mmengine's other remote schemes (pavi, s3, torchvision, open-mmlab, ...) read with loaders visionmix does not
+    control: refused."""
+    raise CheckpointError(f"load_from={filename}: visionmix reads checkpoints from local files, http(s) URLs and "
+                          "zoo:NAME; download the file and pass its local path")
+
+
 CheckpointLoader.register_scheme(prefixes="", loader=load_local_checkpoint, force=True)
 CheckpointLoader.register_scheme(prefixes=ZOO_PREFIX, loader=load_from_zoo, force=True)
+CheckpointLoader.register_scheme(prefixes=("http://", "https://"), loader=load_from_url, force=True)
+CheckpointLoader.register_scheme(prefixes=("pavi://", "modelzoo://", "torchvision://", "open-mmlab://",
+                                           "openmmlab://", "mmcls://", r"(\S+\:)?s3://", r"(\S+\:)?petrel://"),
+                                 loader=refuse_remote, force=True)
