@@ -23,11 +23,13 @@ $(STAMP): setup.py
 
 install: $(STAMP)
 
+# byte-code caching on (some environments set PYTHONDONTWRITEBYTECODE): the suite starts ~100 tool subprocesses,
+# and each would otherwise recompile torch's and mmengine's sources (~5 s each)
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest -q tests
 
 demo: $(STAMP)
-	$(PY) tools/demo.py
+	env -u PYTHONDONTWRITEBYTECODE $(PY) tools/demo.py
 
 # one prepared script for a machine with a GPU: CUDA WKV op vs CPU, every mixer on CUDA vs CPU, 200 bf16 training
 # iterations, the CUDA benchmark; log in work_dirs/gpu_check/gpu_check.log. Says so and exits 0 without CUDA.

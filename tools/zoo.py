@@ -134,7 +134,7 @@ def last_checkpoint(work_dir: Path) -> Path:
 def training_minutes(meta: dict) -> Optional[float]:
     """Wall minutes from the run's start (the timestamp mmengine appends to the experiment name) to the
     checkpoint's save time; None when the checkpoint does not say."""
-    start = re.search(r"(\d{8}_\d{6})$", str(meta.get("experiment_name", "")))
+    start = re.search(r"(\d{8}_\d{6})(?:_\d+)?$", str(meta.get("experiment_name", "")))
     if not start or not meta.get("time"):
         return None
     begin, end = (time.mktime(time.strptime(s, "%Y%m%d_%H%M%S")) for s in (start.group(1), meta["time"]))

@@ -125,8 +125,9 @@ def write_config(cfg: Config, path: Path) -> Path:
 
 def tool_env() -> dict[str, str]:
     """The environment for running a tool in a subprocess: the repo importable (configs may name test hooks),
-    no traceback switch and no data-root variable inherited from the caller."""
-    env = {k: v for k, v in os.environ.items() if k not in ("VISIONMIX_DEBUG", "VISIONMIX_DATA")}
+    no traceback switch and no data-root variable inherited from the caller, byte-code caching on."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("VISIONMIX_DEBUG", "VISIONMIX_DATA", "PYTHONDONTWRITEBYTECODE")}  # cached byte-code: ~5 s less
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 

@@ -214,7 +214,7 @@ def area(tmp_path_factory) -> dict[str, str]:
     for folder in (root, root / "evil_dir/sub"):
         torch.save({"state_dict": {"w": torch.zeros(2)}, "hook": Exploit(pwned["pth"])}, folder / "evil.pth")
     checkpoint = torch.load(root / "trained/iter_2.pth", weights_only=False)
-    code = f"import os\nos.system('touch {pwned['meta']}')\nmodel = dict(backbone=dict(hidden_size=32))\n"
+    code = f"__import__('os').system('touch {pwned['meta']}')\nmodel = dict(backbone=dict(hidden_size=32))\n"
     checkpoint["meta"].update(cfg=code, config=code, cfg_format=None)
     torch.save(checkpoint, root / "pymeta.pth")
     torch.save({}, root / "dummy.pth")

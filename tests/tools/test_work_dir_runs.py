@@ -114,3 +114,28 @@ def test_training_scalars_go_to_vis_data_and_tensorboard(tmp_path):
     events.Reload()
     assert [e.step for e in events.Scalars("loss")] == [1, 2, 3]
     assert [e.value for e in events.Scalars("loss")] == pytest.approx([logged[s] for s in (1, 2, 3)], abs=1e-4)
+
+
+def test_two_runs_in_one_process_and_one_second_keep_their_own_logs_and_scalars(tmp_path, monkeypatch):
+    """mmengine names its process-wide logger, message hub and visualiser after <config>_<second>: the second run
+    must not write into the first run's log file or scalars (a study trains many configs in one process)."""
+    import time
+    import types
+
+    import mmengine.runner.runner as mm_runner
+
+    frozen = time.time()
+    clock = types.SimpleNamespace(**{name: getattr(time, name) for name in dir(time) if not name.startswith("_")})
+    clock.time = lambda: frozen
+    monkeypatch.setattr(mm_runner, "time", clock)
+    config = tiny(tmp_path, max_iters=2, interval=2)
+    for name in ("a", "b"):
+        assert train.main([str(config), "--work-dir", str(tmp_path / name)]) in (0, None)
+    names = []
+    for name in ("a", "b"):
+        (log,) = (tmp_path / name).glob("*/*.log")
+        scalars = [json.loads(line) for line in next((tmp_path / name).glob("*/vis_data/scalars.json")).open()]
+        assert [row["step"] for row in scalars if "loss" in row] == [1, 2]  # its own two iterations, no more
+        assert log.read_text().count("Iter(train) [2/2]") == 1
+        names.append(load_local_checkpoint(str(tmp_path / name / "iter_2.pth"))["meta"]["experiment_name"])
+    assert names[0] != names[1] and names[1].startswith(names[0])

@@ -10,10 +10,11 @@ from contextvars import ContextVar
 from typing import Any, Mapping
 
 from mmengine.dist import master_only
-from mmengine.logging import HistoryBuffer
+from mmengine.logging import HistoryBuffer, MessageHub, MMLogger
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
+from mmengine.visualization import Visualizer
 
 from . import checkpoint as _checkpoint  # registers the data-only local loader
 from .stored_config import FORMAT_KEY, YAML_FORMAT, config_as_yaml
@@ -50,6 +51,16 @@ class VisionMixRunner(Runner):
             return super().from_cfg(cfg)
         finally:
             _VERBOSE.reset(token)
+
+    def build_log_processor(self, log_processor: Any) -> Any:
+        # mmengine has just named the experiment <config>_<second>; that name keys the process-wide logger, message
+        # hub and visualiser, so a second run started in the same second of one process (tests, a study) would
+        # log into the first run's file and carry its scalars: give it a name of its own first
+        base, n = self._experiment_name, 1
+        while any(cls.check_instance_created(self._experiment_name) for cls in (MMLogger, MessageHub, Visualizer)):
+            n += 1
+            self._experiment_name = f"{base}_{n}"
+        return super().build_log_processor(log_processor)
 
     def build_logger(self, log_level: int | str = "INFO", log_file: str | None = None, **kwargs):
         logger = super().build_logger(log_level=log_level, log_file=log_file, **kwargs)
