@@ -132,33 +132,38 @@ def tool_env() -> dict[str, str]:
     return env
 
 
+def _start(argv: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Any, Any]:
+    """``python <argv>`` with output to temporary files, so a chatty process never blocks on a full pipe."""
+    out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen([sys.executable, *argv], cwd=cwd, env={**tool_env(), **(extra_env or {})}, text=True,
+                            stdout=out, stderr=err)
+    return proc, out, err
+
+
+def _collect(proc: subprocess.Popen, out: Any, err: Any, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Wait for ``proc`` (killing it after ``timeout``: never leave a stray run behind); its exit code and output."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    texts = []
+    for f in (out, err):
+        f.seek(0)
+        texts.append(f.read())
+        f.close()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, *texts)
+
+
 def start_tools(commands: dict[str, list[str]], cwd: Path) -> dict[str, tuple[subprocess.Popen, Any, Any]]:
-    """Start ``python <argv>`` command lines side by side (start-up imports dominate each run); output goes to
-    temporary files, so a chatty process never blocks on a full pipe. :func:`finish_tools` collects them."""
-    started = {}
-    for name, argv in commands.items():
-        out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
-        started[name] = (subprocess.Popen([sys.executable, *argv], cwd=cwd, env=tool_env(), text=True,
-                                          stdout=out, stderr=err), out, err)
-    return started
+    """Start ``python <argv>`` command lines side by side (start-up imports dominate each run);
+    :func:`finish_tools` collects them."""
+    return {name: _start(argv, cwd) for name, argv in commands.items()}
 
 
 def finish_tools(started: dict[str, tuple[subprocess.Popen, Any, Any]]) -> dict[str, subprocess.CompletedProcess]:
     """Wait for :func:`start_tools`' processes; their exit codes and output."""
-    done = {}
-    for name, (proc, out, err) in started.items():
-        try:
-            proc.wait(timeout=300)
-        except subprocess.TimeoutExpired:
-            proc.kill()  # never leave a stray run behind
-            proc.wait()
-        texts = []
-        for f in (out, err):
-            f.seek(0)
-            texts.append(f.read())
-            f.close()
-        done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, *texts)
-    return done
+    return {name: _collect(*started_one) for name, started_one in started.items()}
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]] | None:
@@ -177,22 +182,11 @@ def run_tools(commands: dict[str, list[str]], cwd: Path, env: dict[str, dict[str
     while pending or running:
         while pending and len(running) < parallel:
             name, argv = pending.pop(0)
-            out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
-            proc = subprocess.Popen([sys.executable, *argv], cwd=cwd, env={**tool_env(), **(env or {}).get(name, {})},
-                                    text=True, stdout=out, stderr=err)
-            running[name] = (proc, out, err, time.monotonic())
+            running[name] = (*_start(argv, cwd, (env or {}).get(name)), time.monotonic())
         for name, (proc, out, err, started) in list(running.items()):
             if proc.poll() is None and time.monotonic() - started < timeout:
                 continue
-            if proc.poll() is None:
-                proc.kill()  # never leave a stray run behind
-            proc.wait()
-            texts = []
-            for f in (out, err):
-                f.seek(0)
-                texts.append(f.read())
-                f.close()
-            done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, *texts)
+            done[name] = _collect(proc, out, err, timeout=0 if proc.poll() is None else 300)
             del running[name]
         time.sleep(0.05)
     return done
