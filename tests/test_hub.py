@@ -24,7 +24,8 @@ import visionmix
 from tests.conftest import randomize_
 from visionmix import converters, hub
 from visionmix.config import load_config
-from visionmix.engine.checkpoint import CheckpointError, CheckpointMismatchError, check_config_checkpoint
+from visionmix.checkpoint_io import CheckpointError, CheckpointMismatchError
+from visionmix.engine.checkpoint import check_config_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = "configs/quickstart/drwkv_digits8.py"

@@ -27,7 +27,7 @@ from tests.conftest import randomize_
 from tests.test_hub import QUICKSTART, TINY, Exploit, build_tiny, make_tiny_zoo, write_table
 from visionmix import hub
 from visionmix.converters import LayoutError
-from visionmix.engine.checkpoint import CheckpointError, CheckpointMismatchError
+from visionmix.checkpoint_io import CheckpointError, CheckpointMismatchError
 
 URL = "https://example.invalid/zoo/tiny.pt"  # never fetched: served by a mirror
 PACKAGED = Path(hub.__file__).resolve().parent / "zoo" / "digits" / "attention_digits.safetensors"

@@ -13,7 +13,6 @@ visionmix.converters.SOURCES. Exit codes: 0 done, 1 runtime error, 2 bad argumen
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -70,19 +69,15 @@ def write_atomic(state: dict, output: Path, metadata: dict[str, str]) -> None:
     """``state`` to ``output`` (safetensors or torch.save by suffix) via a temporary file and os.replace."""
     import torch
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.partial")
-    try:
+    from visionmix.atomic_write import atomic_path
+
+    with atomic_path(output) as temp:
         if output.suffix == ".safetensors":
             from safetensors.torch import save_file
 
-            save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
+            save_file({k: v.contiguous() for k, v in state.items()}, str(temp), metadata=metadata)
         else:
-            torch.save(state, tmp)
-        os.replace(tmp, output)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+            torch.save(state, temp)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -32,7 +32,6 @@ import argparse
 import importlib.util
 import json
 import math
-import os
 import os.path as osp
 import sys
 from pathlib import Path
@@ -146,17 +145,9 @@ def load_tool(name: str) -> Any:
 
 def write_json(path: str, data: dict) -> None:
     """``data`` as JSON at ``path``, whole or not at all (a temporary file in the same folder, then a rename)."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    temp = osp.join(folder, f".{osp.basename(path)}.{os.getpid()}.partial")
-    try:
-        with open(temp, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(temp, path)
-    finally:
-        if osp.exists(temp):
-            os.remove(temp)
+    from visionmix.atomic_write import write_text
+
+    write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def sample_first(args: argparse.Namespace) -> str:

@@ -134,21 +134,14 @@ def write_outputs(out_dir: str, name: str, arr: Any, labels: Any) -> List[str]:
     folder and renamed at the end; on any failure neither temporary file remains."""
     import numpy as np
 
+    from visionmix.atomic_write import atomic_path
     from visionmix.visualization import save_grid
 
-    os.makedirs(out_dir, exist_ok=True)
     final = [osp.join(out_dir, name + ext) for ext in (".npz", ".png")]
-    temp = [osp.join(out_dir, f".{name}.{os.getpid()}.partial{ext}") for ext in (".npz", ".png")]
-    try:
-        np.savez(temp[0], arr_0=arr, labels=labels)
+    with atomic_path(final[0]) as npz, atomic_path(final[1]) as png:
+        np.savez(npz, arr_0=arr, labels=labels)
         images, by_class = grid_cells(arr, labels)
-        save_grid(images, temp[1], labels=by_class)
-        for src, dst in zip(temp, final):
-            os.replace(src, dst)
-    finally:
-        for path in temp:
-            if osp.exists(path):
-                os.remove(path)
+        save_grid(images, str(png), labels=by_class)
     return final
 
 
@@ -217,14 +210,16 @@ def gather(shard: Any, out_dir: str, num: int, rank: int, world: int) -> Any:
     import numpy as np
     import torch.distributed as dist
 
+    from visionmix.atomic_write import atomic_path
+
     if world == 1:
         return shard
     os.makedirs(out_dir, exist_ok=True)
     paths = [osp.join(out_dir, f".shard_{r}.npy") for r in range(world)]
     arr = None
     try:
-        np.save(paths[rank] + ".partial.npy", shard)
-        os.replace(paths[rank] + ".partial.npy", paths[rank])
+        with atomic_path(paths[rank]) as temp:
+            np.save(temp, shard)
         dist.barrier()
         if rank == 0:
             shards = [np.load(p, allow_pickle=False) for p in paths]
@@ -234,9 +229,8 @@ def gather(shard: Any, out_dir: str, num: int, rank: int, world: int) -> Any:
         dist.barrier()  # every shard is read before its rank removes it
         return arr
     finally:
-        for path in (paths[rank], paths[rank] + ".partial.npy"):
-            if osp.exists(path):
-                os.remove(path)
+        if osp.exists(paths[rank]):
+            os.remove(paths[rank])
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

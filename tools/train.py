@@ -190,7 +190,7 @@ def apply_args(cfg, args: argparse.Namespace):
 
 def trust_named_checkpoint(cfg) -> None:
     """--trust-checkpoint: full unpickling for exactly the file this run resumes or loads (never a folder)."""
-    from visionmix.engine import trust_path
+    from visionmix.checkpoint_io import trust_path
 
     source = str(cfg.get("load_from") or "")
     if not source or source.startswith("zoo:"):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import os
 import re
 import subprocess
 import sys
@@ -48,7 +47,6 @@ ROW_HEADER = re.compile(r"^  ([^\s#][^:#]*):\s*$")  # "  name:" opens a row of t
 
 def load_rows(path: Optional[Path] = None) -> dict[str, dict]:
     """The yml's (default: the zoo's) ``models`` mapping, name -> row."""
-    import yaml
 
     from visionmix import safe_yaml
 
@@ -92,15 +90,10 @@ def replace_row(text: str, name: str, row: dict) -> str:
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write under a temporary name next to ``path``, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        temp.write_bytes(data.encode() if isinstance(data, str) else data)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    """``data`` at ``path``, whole or not at all."""
+    from visionmix.atomic_write import write_bytes
+
+    write_bytes(path, data.encode() if isinstance(data, str) else data)
 
 
 def train_row(name: str, row: dict, work_dir: Path) -> None:
@@ -142,9 +135,9 @@ def training_minutes(meta: dict) -> Optional[float]:
 
 
 def read_checkpoint(path: Path) -> dict:
-    from visionmix.engine.checkpoint import load_local_checkpoint
+    from visionmix.checkpoint_io import read_checkpoint
 
-    return load_local_checkpoint(str(path), map_location="cpu")  # as data, like every checkpoint
+    return read_checkpoint(str(path), map_location="cpu")  # as data, like every checkpoint
 
 
 def export_weights(checkpoint: Path | dict, out: Path, metadata: dict[str, str], max_bytes: int = MAX_BYTES) -> dict:
@@ -159,22 +152,19 @@ def export_weights(checkpoint: Path | dict, out: Path, metadata: dict[str, str],
     # mmengine's EMAHook swaps before saving: state_dict holds the EMA weights, ema_state_dict the raw ones
     tensors = {k.removeprefix("module."): (v.half() if v.is_floating_point() else v).contiguous()
                for k, v in ckpt["state_dict"].items()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temp = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    try:
+    from visionmix.atomic_write import atomic_path
+
+    with atomic_path(out) as temp:
         save_file(tensors, str(temp), metadata=metadata)
         if temp.stat().st_size > max_bytes:
             raise ValueError(f"{out.name} would be {temp.stat().st_size:,} bytes, over the zoo's {max_bytes:,}: "
                              "digits rows must stay small (shrink the model or raise MAX_BYTES deliberately)")
-        os.replace(temp, out)
-    finally:
-        temp.unlink(missing_ok=True)
     return ckpt.get("meta") or {}
 
 
 def load_exported(model: Any, path: Path) -> Any:
     """Load an exported fp16 file into ``model`` as fp32, strictly (every tensor must fit)."""
-    from visionmix.engine.checkpoint import fit_state_dict
+    from visionmix.checkpoint_io import fit_state_dict
     from visionmix.hub import read_weights
 
     state = {k: v.float() if v.is_floating_point() else v for k, v in read_weights(path).items()}

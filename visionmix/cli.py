@@ -84,7 +84,7 @@ def trust_checkpoint_if_asked(args: argparse.Namespace) -> None:
     if not args.checkpoint or str(args.checkpoint).startswith("zoo:"):
         raise UsageError("--trust-checkpoint applies to a local --checkpoint file (zoo weights are always read as "
                          "data)")
-    from visionmix.engine import trust_path
+    from visionmix.checkpoint_io import trust_path
 
     trust_path(args.checkpoint)
 

@@ -20,6 +20,7 @@ from mmengine.utils import import_modules_from_strings
 
 from . import safe_yaml
 from .allowlist import trust_type_prefixes, user_prefixes
+from .components import register_all_modules
 from .config_values import check_values
 from .registry import (UnknownComponentError, UntrustedTypeError, all_registries, import_trusted, lookup, parse_spec,
                        refusal, registered_allowed)
@@ -125,8 +126,7 @@ def check_types(cfg: Config) -> None:
     Walks the whole config (any dict's ``type``, ``ema_type``, ``constructor``, string component specs and
     registry scopes), so nothing mmengine or visionmix resolves later can import or call a foreign object.
     """
-    from . import engine, models  # noqa: F401  register visionmix's hooks and models first
-
+    register_all_modules()  # names registered anywhere in visionmix are known before any is looked up
     registries = all_registries()
     scopes = {reg.scope for reg in registries}
     for where, name, key in _type_strings(cfg, ""):

@@ -120,7 +120,7 @@ def _obtain(row: Mapping, progress: bool = True,
     and judged as a whole: a file that cannot be read, converted or fitted is refused as :mod:`visionmix.zoo_cache`
     describes, and an unpinned row's file is trusted only after passing."""
     from .converters import LayoutError
-    from .engine.checkpoint import CheckpointError
+    from .checkpoint_io import CheckpointError
 
     def check(path: Path) -> dict:
         state = _model_state(read_weights(path), row)
@@ -140,10 +140,10 @@ def download(name: str, *, table: str | Path | None = None, progress: bool = Tru
 def read_weights(path: str | Path) -> Any:
     """The contents of a weights file on the CPU without running code from it: ``.safetensors``, or
     ``torch.load(weights_only=True)`` allowing only ``visionmix.converters.ALLOWED_CLASSES``. A refused pickle is a
-    :class:`~visionmix.engine.checkpoint.CheckpointError` naming the class it wanted; so is a truncated or corrupt
+    :class:`~visionmix.checkpoint_io.CheckpointError` naming the class it wanted; so is a truncated or corrupt
     file (load_official's RuntimeError, of which CheckpointError is a subclass)."""
     from .converters import UnsafeCheckpointError, load_official
-    from .engine.checkpoint import CheckpointError
+    from .checkpoint_io import CheckpointError
 
     try:
         return load_official(path)
@@ -155,7 +155,7 @@ def read_weights(path: str | Path) -> Any:
 
 def _model_state(obj: Any, row: Mapping) -> dict:
     """``obj`` converted when the row says so, as a ``DiffusionModel`` state dict."""
-    from .engine.checkpoint import CheckpointError, as_model_state
+    from .checkpoint_io import CheckpointError, as_model_state
 
     if row.get("converter"):
         from . import converters  # torch and every source's layout: only when a row needs one
@@ -187,7 +187,7 @@ def load_pretrained(name: str, *, device: Any = "cpu", cfg_options: Mapping | No
     there, before a long download). Returns ``(model, info)``: the row plus ``config_path`` and ``weights_path``."""
     from . import build_model
     from .config import load_config
-    from .engine.checkpoint import fit_state_dict
+    from .checkpoint_io import fit_state_dict
 
     row = model_info(name, table)
     config_path = Path(config) if config else resolve_config(row["config"])
@@ -214,7 +214,7 @@ def load_model(checkpoint: str, config: str | Path | None = None, cfg_options: M
                before_load: Callable[[Any], None] | None = None) -> tuple[Any, dict]:
     """The tools' one entry point: ``zoo:NAME`` (``config`` optional) or a local checkpoint with its config.
 
-    A local training checkpoint loads its EMA weights (:func:`visionmix.engine.checkpoint.load_weights`). Returns
+    A local training checkpoint loads its EMA weights (:func:`visionmix.checkpoint_io.load_weights`). Returns
     ``(model, info)`` in eval mode on ``device``; ``info`` has ``name`` (None for local files), ``config_path`` and
     ``weights_path``."""
     if str(checkpoint).startswith(PREFIX):
@@ -225,7 +225,7 @@ def load_model(checkpoint: str, config: str | Path | None = None, cfg_options: M
                          f"(only {PREFIX}NAME models bring their own)")
     from . import build_model
     from .config import load_config
-    from .engine.checkpoint import load_weights
+    from .checkpoint_io import load_weights
 
     model = build_model(load_config(config, cfg_options).model)
     if before_load is not None:

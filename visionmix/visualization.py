@@ -8,11 +8,11 @@ which scales it by a whole factor (pixels stay sharp squares) until its shorter 
 from __future__ import annotations
 
 import math
-import os
-import os.path as osp
 from collections.abc import Sequence
 
 import torch
+
+from .atomic_write import atomic_path
 import torch.nn.functional as F
 from torchvision.utils import make_grid
 
@@ -60,13 +60,6 @@ def save_grid(images: torch.Tensor, path: str, nrow: int | None = None,
 
     grid = grid_image(images, nrow, labels, min_side)
     pixels = grid[0].numpy() if grid.shape[0] == 1 else grid.permute(1, 2, 0).numpy()
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    temp = osp.join(folder, f".{osp.basename(path)}.{os.getpid()}.partial.png")
-    try:
-        Image.fromarray(pixels).save(temp)
-        os.replace(temp, path)
-    finally:
-        if osp.exists(temp):
-            os.remove(temp)
+    with atomic_path(path) as temp:
+        Image.fromarray(pixels).save(temp, format="PNG")
     return path

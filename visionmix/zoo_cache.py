@@ -25,6 +25,8 @@ from typing import Callable, Mapping, TypeVar
 from urllib.error import HTTPError
 from urllib.parse import unquote, urlparse
 
+from .atomic_write import write_text
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
 MIRROR_ENV = "VISIONMIX_ZOO_MIRROR"
@@ -128,9 +130,7 @@ def _recorded(record: Path) -> str | None:
 def _record_first_use(path: Path, digest: str, row: Mapping) -> None:
     """Trust on first use: write ``<file>.sha256`` and say once that the row is not pinned."""
     record = path.with_name(path.name + ".sha256")
-    temp = record.with_name(f".partial-{uuid.uuid4().hex}-{record.name}")
-    temp.write_text(f"{digest}  {path.name}\n")
-    os.replace(temp, record)
+    write_text(record, f"{digest}  {path.name}\n")
     print(f"zoo:{row['name']}: {path.name} has sha256 {digest}; the row in {row['table']} is not pinned, so this "
           f"first download is trusted and recorded in {record} (later uses are checked against it; pin it in the "
           f"table with sha256: {digest})", file=sys.stderr)

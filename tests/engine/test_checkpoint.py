@@ -1,13 +1,13 @@
 import pytest
 import torch
 
-from visionmix.engine import CheckpointError, is_trusted, trust_path
-from visionmix.engine.checkpoint import CheckpointMismatchError, check_fits, load_local_checkpoint, shapes_of
+from visionmix.checkpoint_io import CheckpointError, is_trusted, trust_path
+from visionmix.checkpoint_io import CheckpointMismatchError, check_fits, read_checkpoint, shapes_of
 
 
 def test_plain_weights_load_anywhere(tmp_path):
     torch.save({"w": torch.ones(2)}, tmp_path / "weights.pth")
-    assert torch.equal(load_local_checkpoint(str(tmp_path / "weights.pth"))["w"], torch.ones(2))
+    assert torch.equal(read_checkpoint(str(tmp_path / "weights.pth"))["w"], torch.ones(2))
 
 
 class Note:
@@ -21,19 +21,19 @@ def test_pickled_objects_load_only_when_the_command_line_trusts_the_file(tmp_pat
     torch.save({"hub": Note("hi")}, tmp_path / "full.pth")
     with pytest.raises(CheckpointError, match=r"full.pth holds the class/function tests.engine.test_checkpoint.Note; "
                                               r"checkpoints are read as data.*pass --trust-checkpoint"):
-        load_local_checkpoint(str(tmp_path / "full.pth"))
+        read_checkpoint(str(tmp_path / "full.pth"))
     trust_path(tmp_path / "full.pth")  # what --trust-checkpoint does, for that one file
     assert is_trusted(tmp_path / "full.pth") and not is_trusted(tmp_path / "other.pth")
-    assert load_local_checkpoint(str(tmp_path / "full.pth"))["hub"].text == "hi"
+    assert read_checkpoint(str(tmp_path / "full.pth"))["hub"].text == "hi"
 
 
 def test_missing_and_truncated_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="gone.pth"):
-        load_local_checkpoint(str(tmp_path / "gone.pth"))
+        read_checkpoint(str(tmp_path / "gone.pth"))
     torch.save({"w": torch.randn(100)}, tmp_path / "ok.pth")
     (tmp_path / "cut.pth").write_bytes((tmp_path / "ok.pth").read_bytes()[:200])
     with pytest.raises(CheckpointError, match="cut.pth is truncated or corrupt"):
-        load_local_checkpoint(str(tmp_path / "cut.pth"))
+        read_checkpoint(str(tmp_path / "cut.pth"))
 
 
 def fits_state(width: int = 4, head: int = 3) -> dict:

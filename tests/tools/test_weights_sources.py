@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tests.tools.helpers import ROOT, load_tool
-from visionmix.engine.checkpoint import load_local_checkpoint
+from visionmix.checkpoint_io import read_checkpoint
 
 train = load_tool("train")
 QUICKSTART = ROOT / "configs/quickstart/drwkv_digits8.py"
@@ -26,7 +26,7 @@ def run(config: Path, work: Path, *options: str) -> dict:
     argv = [str(config), "--work-dir", str(work), "--cfg-options", "train_cfg.max_iters=2",
             "default_hooks.checkpoint.interval=2", "optim_wrapper.optimizer.lr=0", *CHEAP, *options]
     assert train.main(argv) in (0, None)
-    return load_local_checkpoint(str(work / "iter_2.pth"))
+    return read_checkpoint(str(work / "iter_2.pth"))
 
 
 def assert_kept(checkpoint: dict, expected: dict[str, torch.Tensor]) -> None:
@@ -73,7 +73,7 @@ def test_the_readme_fine_tune_line_trains_twenty_iterations(tmp_path):
     argv = [str(config), "--work-dir", str(tmp_path / "work"), "--cfg-options", "train_cfg.max_iters=20",
             "default_hooks.checkpoint.interval=20", *CHEAP]
     assert train.main(argv) in (0, None)
-    checkpoint = load_local_checkpoint(str(tmp_path / "work/iter_20.pth"))
+    checkpoint = read_checkpoint(str(tmp_path / "work/iter_20.pth"))
     assert checkpoint["meta"]["iter"] == 20 and "ema_state_dict" in checkpoint
     logs = "".join(p.read_text() for p in (tmp_path / "work").glob("*/*.log"))
     assert "Load checkpoint from zoo:drwkv_digits" in logs

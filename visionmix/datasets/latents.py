@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ..atomic_write import atomic_path
 import torch
 from torch.utils.data import Dataset
 
@@ -53,17 +54,9 @@ def shard_entry(index: int, count: int) -> dict:
 
 
 def _atomic_write(path: Path, write) -> None:
-    """Write through ``write(file)`` to a sibling temp file, fsync, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Write through ``write(file)``, on disk (fsync) before it takes ``path``'s name."""
+    with atomic_path(path, fsync=True) as temp, open(temp, "wb") as f:
+        write(f)
 
 
 def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:

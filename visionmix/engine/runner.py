@@ -16,8 +16,9 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 from mmengine.visualization import Visualizer
 
-from . import checkpoint as _checkpoint  # registers the data-only local loader
-from .stored_config import FORMAT_KEY, YAML_FORMAT, config_as_yaml
+from ..checkpoint_io import as_training_checkpoint, check_fits, shapes_of
+from ..stored_config import FORMAT_KEY, YAML_FORMAT, config_as_yaml
+from . import checkpoint as _loaders  # noqa: F401 - registers the data-only loaders with mmengine
 
 _VERBOSE: ContextVar[bool] = ContextVar("visionmix_runner_verbose", default=False)
 
@@ -108,17 +109,17 @@ class VisionMixRunner(Runner):
 
     def load_checkpoint(self, filename: str, map_location: Any = "cpu", strict: bool = False,
                         revise_keys: list = [(r"^module.", "")]) -> dict:  # noqa: B006 - mmengine's signature
-        """mmengine's ``load_checkpoint``, for any weights source (:func:`~visionmix.engine.checkpoint.
+        """mmengine's ``load_checkpoint``, for any weights source (:func:`~visionmix.checkpoint_io.
         as_training_checkpoint`), with the fit check before any hook or module sees the tensors."""
         checkpoint = _load_checkpoint(filename, map_location=map_location)
         if self._resume:
             hub = checkpoint.get("message_hub") or {}
             hub["log_scalars"] = {k: history_from_data(v) for k, v in hub.get("log_scalars", {}).items()}
         else:
-            checkpoint = _checkpoint.as_training_checkpoint(checkpoint, filename)
+            checkpoint = as_training_checkpoint(checkpoint, filename)
         model = self.model.module if is_model_wrapper(self.model) else self.model
-        shapes = _checkpoint.shapes_of(model.state_dict())
-        note = _checkpoint.check_fits(shapes, checkpoint, filename, strict=self._resume)
+        shapes = shapes_of(model.state_dict())
+        note = check_fits(shapes, checkpoint, filename, strict=self._resume)
         if note:
             self.logger.warning(note)
         self.call_hook("after_load_checkpoint", checkpoint=checkpoint)

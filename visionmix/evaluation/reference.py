@@ -24,6 +24,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..atomic_write import atomic_path
+
 from .frechet import gaussian_stats
 
 
@@ -152,12 +154,5 @@ def save_reference(path: str | os.PathLike, features: np.ndarray | None = None, 
     arrays = {"mu": np.asarray(mu, np.float64), "sigma": np.asarray(sigma, np.float64)}
     if features is not None:
         arrays["features"] = np.asarray(features, np.float32)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        with open(temp, "wb") as f:  # a file object: np.savez would append '.npz' to a name
-            np.savez(f, **arrays)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    with atomic_path(path) as temp, open(temp, "wb") as f:  # a file object: np.savez appends '.npz' to a name
+        np.savez(f, **arrays)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import os.path as osp
 import shlex
 
@@ -26,6 +25,8 @@ import torch
 from mmengine.dist import all_reduce, get_world_size
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
+
+from ...atomic_write import write_text
 
 HEALTH_FILE = "checkpoint_health.json"
 
@@ -197,7 +198,5 @@ class NaNGuardHook(Hook):
     def _write(self, runner) -> None:
         if runner.rank != 0:
             return
-        path = osp.join(runner.work_dir, HEALTH_FILE)
-        with open(f"{path}.partial", "w") as f:
-            json.dump({str(it): r for it, r in sorted(self.records.items())}, f, indent=1)
-        os.replace(f"{path}.partial", path)
+        records = {str(it): r for it, r in sorted(self.records.items())}
+        write_text(osp.join(runner.work_dir, HEALTH_FILE), json.dumps(records, indent=1))

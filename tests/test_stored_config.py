@@ -4,8 +4,8 @@ import torch
 
 from tests.tools.helpers import ROOT
 from visionmix.config import load_config
-from visionmix.engine.checkpoint import load_local_checkpoint, trained_with
-from visionmix.engine.stored_config import config_as_yaml, python_literals, read_stored_config
+from visionmix.checkpoint_io import read_checkpoint, trained_with
+from visionmix.stored_config import config_as_yaml, python_literals, read_stored_config
 
 MMENGINE_TEXT = """custom_hooks = [
     dict(type='mmengine.hooks.EMAHook', momentum=0.02),
@@ -49,7 +49,7 @@ def test_trained_with_reads_old_and_new_checkpoints_without_running_them(tmp_pat
 
 def test_reading_a_checkpoint_drops_the_config_mmengine_would_execute(tmp_path):
     torch.save({"meta": {"config": "import os", "cfg": "model = dict()"}, "state_dict": {}}, tmp_path / "c.pth")
-    meta = load_local_checkpoint(str(tmp_path / "c.pth"))["meta"]
+    meta = read_checkpoint(str(tmp_path / "c.pth"))["meta"]
     assert "config" not in meta and meta["cfg"] == "model = dict()"
 
 

@@ -13,7 +13,7 @@ import os
 import tempfile
 from typing import Any, Mapping
 
-from .. import safe_yaml
+from . import safe_yaml
 
 FORMAT_KEY, YAML_FORMAT = "cfg_format", "yaml"
 
