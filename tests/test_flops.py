@@ -173,7 +173,7 @@ def test_attention_mixer_counts_projections_and_products(device):
     dim, heads, n = 32, 4, 10
     with torch.device(device):
         mixer = Attention(dim, heads)
-    assert count_macs(mixer, (torch.randn(2, n, dim, device=device),)) == 2 * (4 * n * dim * dim + 2 * n * n * dim)
+    assert count_macs(mixer, (torch.randn(2, n, dim, device=device), (2, 5))) == 2 * (4 * n * dim * dim + 2 * n * n * dim)
 
 
 def test_bi_wkv_counts_13_macs_per_element_on_meta_whatever_the_backend(monkeypatch):

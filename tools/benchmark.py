@@ -39,7 +39,6 @@ from visionmix.benchmarking import (MixerSpec, add_common_args, check_common_arg
                                     parse_spec, peak_memory, prepare_run, select_specs, time_call, times_in_turns,
                                     train_step, write_csv)
 from visionmix.cli import ArgumentParser, UsageError, run_tool
-from visionmix.layers.layout import layout_of
 from visionmix.registry import MIXERS, build, list_mixers
 
 DEFAULT_VARIANTS = ("attention", "attention:math", "retnet", "retnet:decomposed=True",
@@ -92,7 +91,7 @@ def make_case(spec: MixerSpec, grid: int, args: argparse.Namespace, device: torc
     torch.manual_seed(0)
     mixer = build(MIXERS, spec.config(), dim=args.dim, num_heads=args.heads, layer_id=0, num_layers=1)
     mixer = mixer.to(device).eval()
-    grid_layout = layout_of(mixer) == "grid"
+    grid_layout = mixer.layout == "grid"
     shape = (args.batch, args.dim, grid, grid) if grid_layout else (args.batch, grid * grid, args.dim)
     x = torch.randn(shape, device=device, requires_grad=True)
     return train_step(lambda: mixer(x, (grid, grid)), [x, *mixer.parameters()], spec.context)

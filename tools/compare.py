@@ -55,7 +55,6 @@ from visionmix.benchmarking import (MixerSpec, add_common_args, check_common_arg
 from visionmix.cli import ArgumentParser, CfgOptionsAction, UsageError, run_tool
 from visionmix.config import load_config
 from visionmix.flops import backbone_inputs, count_macs, count_params
-from visionmix.layers.layout import layout_of
 from visionmix.registry import BACKBONES, MIXERS, as_config, list_ffns, list_mixers, resolve_type
 
 HEADERS = ["res", "input", "mixer", "params", "GMACs", "img/s", "s/step", "× attention", "peak MiB", "note"]
@@ -268,7 +267,7 @@ def headers(quality: bool) -> List[str]:
 
 
 def list_registered() -> str:
-    mixers = [f"{n} ({layout_of(resolve_type(MIXERS, n))})" for n in list_mixers()]
+    mixers = [f"{n} ({resolve_type(MIXERS, n).layout})" for n in list_mixers()]
     BACKBONES.import_from_location()
     return (f"mixers: {', '.join(mixers)}\nffns: {', '.join(list_ffns())}\n"
             f"backbones: {', '.join(sorted(BACKBONES.module_dict))}")

@@ -142,7 +142,6 @@ def mixer_grads(mixer: torch.nn.Module, x: torch.Tensor, g: torch.Tensor) -> Dic
 
 
 def check_mixers(device: str = "cuda") -> str:
-    from visionmix.layers.layout import layout_of
     from visionmix.registry import MIXERS, build, list_mixers
 
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
@@ -155,7 +154,7 @@ def check_mixers(device: str = "cuda") -> str:
                 for p in cpu.parameters():
                     p.add_(0.02 * torch.randn_like(p))
             gpu = copy.deepcopy(cpu).to(device)
-            shape = (2, 64, 9, 7) if layout_of(cpu) == "grid" else (2, 63, 64)
+            shape = (2, 64, 9, 7) if cpu.layout == "grid" else (2, 63, 64)
             x, g = torch.randn(shape), torch.randn(shape)
             ref, got = mixer_grads(cpu, x, g), mixer_grads(gpu, x.to(device), g.to(device))
             errs = {k: rel_err(got[k], ref[k]) for k in ref}

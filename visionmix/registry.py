@@ -17,11 +17,26 @@ import torch.nn as nn
 from mmengine.registry import Registry
 
 from . import safe_yaml
+from .contract import ChannelMixer, TokenMixer, check_part_class
 from .allowlist import (UntrustedTypeError, allowed, importable, refusal,  # noqa: F401 - re-exported
                         trust_type_prefixes)
 
-MIXERS = Registry("token mixer", scope="visionmix", locations=["visionmix.mixers"])
-FFNS = Registry("channel mixer (FFN)", scope="visionmix", locations=["visionmix.layers"])
+class ContractRegistry(Registry):
+    """A registry whose entries obey a part contract (:mod:`visionmix.contract`), checked as each one registers."""
+
+    def __init__(self, name: str, *, contract: type, **kwargs: Any):
+        super().__init__(name, **kwargs)
+        self.contract = contract
+
+    def _register_module(self, module: type, module_name: Any = None, force: bool = False) -> None:
+        check_part_class(module, self.contract)
+        super()._register_module(module, module_name, force)
+        names = [module_name] if isinstance(module_name, str) else list(module_name or [module.__name__])
+        module._registered_name = names[0]
+
+
+MIXERS = ContractRegistry("token mixer", contract=TokenMixer, scope="visionmix", locations=["visionmix.mixers"])
+FFNS = ContractRegistry("channel mixer (FFN)", contract=ChannelMixer, scope="visionmix", locations=["visionmix.layers"])
 BACKBONES = Registry("backbone", scope="visionmix", locations=["visionmix.backbones"])
 MODELS = Registry("model", scope="visionmix", locations=["visionmix.models"])
 OBJECTIVES = Registry("diffusion objective", scope="visionmix", locations=["visionmix.diffusion"])
@@ -160,9 +175,13 @@ def check_options(registry: Registry, cls: type, options: Mapping[str, Any]) -> 
 
 
 def build(registry: Registry, spec: ComponentCfg, **defaults: Any) -> Any:
-    """Build ``spec`` from ``registry``; ``defaults`` fill arguments the spec does not set."""
+    """Build ``spec`` from ``registry``; ``defaults`` fill arguments the spec does not set. A mixer or FFN must obey
+    its registry's contract: a dotted path is checked here, a registered name was checked when it registered."""
     cfg = as_config(spec)
     cls = resolve_type(registry, cfg.pop("type"))
+    contract = getattr(registry, "contract", None)
+    if contract is not None:
+        check_part_class(cls, contract)
     check_options(registry, cls, cfg)
     return cls(**{**defaults, **cfg})
 

@@ -3,10 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import randomize_
-from tests.mixers.helpers import assert_trains
 from visionmix.backbones import UNetBackbone
 from visionmix.layers.embedders import timestep_embedding
-from visionmix.registry import list_mixers
 
 # DiCo's published sizes (official dico_models.py): width, depths, FFN ratio -> exact parameter count
 DICO = {
@@ -142,8 +140,3 @@ def test_bad_construction_is_a_clear_error(kwargs, match):
 def test_bad_input_size_is_a_clear_error():
     with pytest.raises(ValueError, match="not divisible by 4"):
         tiny()(torch.randn(1, 3, 8, 6), torch.tensor([1]), torch.tensor([0]))
-
-
-@pytest.mark.parametrize("mixer", list_mixers())
-def test_every_mixer_trains_in_the_u_shape(mixer):
-    assert_trains(mixer, scaffold="unet")

@@ -22,7 +22,7 @@ def test_norm_modulate_and_pointwise_ffn_agree_across_layouts():
     t = modulate(channel_norm(8, "tokens")(tokens), shift, scale)
     torch.testing.assert_close(to_layout(g, "tokens", (3, 5)), t)
     ffn = MlpFFN(8, mlp_ratio=2, act="gelu")
-    torch.testing.assert_close(to_layout(ffn(grid), "tokens", (3, 5)), ffn(tokens), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(to_layout(ffn(grid, (3, 5)), "tokens", (3, 5)), ffn(tokens, (3, 5)), rtol=1e-5, atol=1e-6)
 
 
 def test_adaln_modulation_maps_condition_width_to_block_width():

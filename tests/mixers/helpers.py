@@ -24,7 +24,7 @@ def as_tokens(grid: torch.Tensor) -> torch.Tensor:
 
 def check_contract(mixer: torch.nn.Module, dim: int, grids=((5, 7), (7, 5), (1, 1), (3, 9))) -> None:
     """Output shape equals input shape for each grid; every parameter gets a finite gradient."""
-    grid_layout = getattr(mixer, "layout", "tokens") == "grid"
+    grid_layout = mixer.layout == "grid"
     touched = set()
     for h, w in grids:
         x = torch.randn(2, dim, h, w) if grid_layout else torch.randn(2, h * w, dim)
@@ -42,22 +42,24 @@ def check_contract(mixer: torch.nn.Module, dim: int, grids=((5, 7), (7, 5), (1, 
     assert out.shape == x.shape and torch.isfinite(out.float()).all()
 
 
-def _quickstart(scaffold: str, mixer) -> torch.nn.Module:
+def _quickstart(scaffold: str, mixer, ffn=None) -> torch.nn.Module:
     if scaffold == "isotropic":
         cfg = load_config(ROOT / "configs/quickstart/drwkv_digits8.py")
         cfg.model.backbone.update(hidden_size=32, depth=3, num_heads=2, drop_path_rate=0.0)
-        cfg.model.backbone.mixer = mixer
     else:
         cfg = load_config(ROOT / "configs/quickstart/dico_digits8.py")
         cfg.model.backbone.update(hidden_size=16, depths=[1, 1, 1, 1, 1])
-        cfg.model.backbone.mixer = mixer
+    cfg.model.backbone.mixer = mixer
+    if ffn is not None:
+        cfg.model.backbone.ffn = ffn
     return build_model(cfg.model)
 
 
-def assert_trains(mixer, scaffold: str = "isotropic", iters: int = 30) -> tuple[float, float]:
-    """Held-out loss before and after ``iters`` AdamW steps on digits; asserts it went down."""
+def assert_trains(mixer, scaffold: str = "isotropic", iters: int = 30, ffn=None) -> tuple[float, float]:
+    """Held-out loss before and after ``iters`` AdamW steps on digits (``ffn``: the blocks' FFN instead of the
+    scaffold's); asserts it went down."""
     torch.manual_seed(0)
-    model = _quickstart(scaffold, mixer)
+    model = _quickstart(scaffold, mixer, ffn)
     data = DigitsDataset(image_size=8, split="train")
     images = torch.stack([data[i]["inputs"] for i in range(96)]).float()
     labels = torch.tensor([data[i]["labels"] for i in range(96)])

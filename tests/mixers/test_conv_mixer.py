@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import randomize_
-from tests.mixers.helpers import GRIDS, assert_trains, check_contract
+from tests.mixers.helpers import GRIDS, check_contract
 from visionmix.mixers.conv_mixer import ConvMixer
 
 
@@ -68,6 +68,3 @@ def test_even_or_tiny_kernel_is_a_clear_error(kernel_size):
     with pytest.raises(ValueError, match=r"conv_mixer kernel_size must be an odd integer >= 3"):
         ConvMixer(8, kernel_size=kernel_size)
 
-
-def test_trains_in_the_isotropic_scaffold():
-    assert_trains("conv_mixer")

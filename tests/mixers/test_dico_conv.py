@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.conftest import randomize_
-from tests.mixers.helpers import GRIDS, assert_trains, check_contract
+from tests.mixers.helpers import GRIDS, check_contract
 from visionmix.mixers.dico_conv import DiCoConv
 
 
@@ -50,6 +50,3 @@ def test_even_kernel_is_a_clear_error():
     with pytest.raises(ValueError, match="odd"):
         DiCoConv(8, kernel_size=4)
 
-
-def test_trains_in_the_isotropic_scaffold():
-    assert_trains("dico_conv")

@@ -115,9 +115,6 @@ def test_bad_options_are_clear_errors():
         LinearAttention(32, 4)(torch.randn(1, 11, 32), (3, 4))
 
 
-def test_trains_vanilla():
-    assert_trains("linear_attention")
-
 
 def test_trains_focused():
     assert_trains(dict(type="linear_attention", feature_map="focused", rank_enhance=3))

@@ -185,9 +185,6 @@ def test_bad_widths_are_clear_errors():
     ManhattanSelfAttention(20, 4, theta_shift=False)
 
 
-def test_trains_full():
-    assert_trains("retnet")
-
 
 def test_trains_decomposed():
     assert_trains(dict(type="retnet", decomposed=True))

@@ -90,7 +90,7 @@ def test_predicted_excess_is_skipped_with_a_dash_and_a_note(tmp_path, capsys):
 
 
 def test_grid_layout_mixers_get_grid_inputs():
-    grid = [n for n in list_mixers() if getattr(resolve_type(MIXERS, n), "layout", "tokens") == "grid"]
+    grid = [n for n in list_mixers() if resolve_type(MIXERS, n).layout == "grid"]
     if not grid:
         pytest.skip("no grid-layout mixer registered")
     args = benchmark.parse_args(TINY)

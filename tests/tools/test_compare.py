@@ -62,7 +62,7 @@ def test_tiny_run_writes_markdown_and_csv(tmp_path, capsys):
 
 
 def test_a_mixer_the_conditioning_rejects_is_listed_with_the_reason(tmp_path, capsys):
-    grid = [n for n in list_mixers() if not getattr(resolve_type(MIXERS, n), "accepts_extra_tokens", False)]
+    grid = [n for n in list_mixers() if not resolve_type(MIXERS, n).accepts_extra_tokens]
     argv = [str(ROOT / "configs/uvit/uvit_h2_in256.py"), "--res", "16", "--depth", "1", "--reps", "1",
             "--warmup", "0", "--no-macs", "--mixers", grid[0], "--out", str(tmp_path),
             "--cfg-options", "model.backbone.hidden_size=32", "model.backbone.num_heads=2"]

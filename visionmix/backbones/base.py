@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn as nn
 
+from ..contract import GridPart
 from ..layers import LabelEmbedder, TimestepEmbedder
 
 
@@ -122,11 +123,16 @@ class Denoiser(nn.Module):
 
     # ----------------------------------------------------------------- init
     def init_parts(self, scheme: Callable[[nn.Module], None]) -> None:
-        """Call ``init_weights()`` on every part that defines it (it owns its whole subtree); apply
-        ``scheme`` to every other module, which belongs to the scaffold."""
+        """The scaffold's init walk: a mixer or FFN that takes its init from the scaffold (``init_from_scaffold``:
+        attention, the MLP, Bi-RWKV) gets ``init_weights(scheme)``; one whose paper fixes its init was initialised
+        when it was built and is left alone; any other part that defines ``init_weights()`` owns its whole subtree;
+        ``scheme`` goes to every other module, which belongs to the scaffold."""
         def visit(module: nn.Module) -> None:
             for child in module.children():
-                if hasattr(child, "init_weights"):
+                if isinstance(child, GridPart):
+                    if child.init_from_scaffold:
+                        child.init_weights(scheme)
+                elif hasattr(child, "init_weights"):
                     child.init_weights()
                 else:
                     scheme(child)

@@ -1,12 +1,15 @@
 """One residual block shared by every scaffold: norm -> (conditioning) -> token mixer, norm -> FFN."""
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn as nn
 from timm.layers import DropPath
 
+from ..contract import Grid, as_grid
 from ..layers.conditioning import AdaLNModulation, check_conditioning, modulate, per_channel
-from ..layers.layout import channel_norm, layout_of, to_layout
+from ..layers.layout import channel_norm, to_layout
 from ..registry import FFNS, MIXERS, ComponentCfg, build
 
 # modulation chunks per conditioning mode: adaLN-Zero adds a gate to each residual branch
@@ -32,7 +35,7 @@ class Block(nn.Module):
                  layer_id: int = 0, num_layers: int = 1, layout: str = "tokens", cond_dim: int | None = None):
         super().__init__()
         self.conditioning = check_conditioning(conditioning)
-        self.layout = layout
+        self.layout, self.layer_id = layout, layer_id
         if skip and layout != "tokens":
             raise ValueError("long skips (skip_linear) join token sequences: build the block with layout='tokens'")
         self.skip_linear = nn.Linear(2 * dim, dim) if skip else None
@@ -45,27 +48,31 @@ class Block(nn.Module):
         chunks = _CHUNKS[conditioning]
         self.adaLN_modulation = AdaLNModulation(dim, chunks, cond_dim) if chunks else None
 
-    def run_in_own_layout(self, part: nn.Module, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        """``part(x, hw)``, converting ``x`` to the part's layout and back when the two differ."""
-        own = layout_of(part)
+    def run_in_own_layout(self, part: nn.Module, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """``part(x, grid)``, converting ``x`` to the part's layout and back when the two differ."""
+        own = part.layout
         if own in ("any", self.layout):
-            return part(x, hw)
-        return to_layout(part(to_layout(x, own, hw), hw), self.layout, hw)
+            return part(x, grid)
+        return to_layout(part(to_layout(x, own, grid.hw), grid), self.layout, grid.hw)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor | None, hw: tuple[int, int],
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None, grid: Grid | tuple[int, int],
                 skip: torch.Tensor | None = None) -> torch.Tensor:
+        """``grid``: what the scaffold knows of the tokens (a bare (H, W) for a block on its own); the mixer and
+        FFN see it with this block's ``layer_id``."""
+        grid = dataclasses.replace(as_grid(grid, x), layer_id=self.layer_id)
         if self.skip_linear is not None:
             x = self.skip_linear(torch.cat([x, skip], dim=-1))
         if self.ln0 is not None:
             x = self.ln0(x)
         if self.conditioning == "in_context":
-            x = x + self.drop_path(self.run_in_own_layout(self.mixer, self.norm1(x), hw))
-            return x + self.drop_path(self.run_in_own_layout(self.ffn, self.norm2(x), hw))
+            x = x + self.drop_path(self.run_in_own_layout(self.mixer, self.norm1(x), grid))
+            return x + self.drop_path(self.run_in_own_layout(self.ffn, self.norm2(x), grid))
         if self.conditioning == "adaln_zero":
             shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c)
             gate1, gate2 = per_channel(gate1, x), per_channel(gate2, x)
         else:
             shift1, scale1, shift2, scale2 = self.adaLN_modulation(c)
             gate1 = gate2 = 1.0
-        x = x + self.drop_path(gate1 * self.run_in_own_layout(self.mixer, modulate(self.norm1(x), shift1, scale1), hw))
-        return x + self.drop_path(gate2 * self.run_in_own_layout(self.ffn, modulate(self.norm2(x), shift2, scale2), hw))
+        mixed = self.run_in_own_layout(self.mixer, modulate(self.norm1(x), shift1, scale1), grid)
+        x = x + self.drop_path(gate1 * mixed)
+        return x + self.drop_path(gate2 * self.run_in_own_layout(self.ffn, modulate(self.norm2(x), shift2, scale2), grid))

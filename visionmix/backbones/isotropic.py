@@ -14,6 +14,7 @@ import torch.nn as nn
 from timm.layers import PatchEmbed, trunc_normal_
 from torch.utils.checkpoint import checkpoint
 
+from ..contract import Grid
 from ..layers import AdaLNFinalLayer, LinearFinalLayer, PositionEmbedding, unpatchify
 from ..layers.conditioning import check_conditioning
 from ..registry import BACKBONES, MIXERS, ComponentCfg, as_config, resolve_type
@@ -62,7 +63,7 @@ class IsotropicBackbone(Denoiser):
         self.timestep_offset = timestep_offset
         self.extra_tokens = (1 + int(num_classes > 0)) if conditioning == "in_context" else 0
         mixer = as_config(mixer)
-        if self.extra_tokens and not getattr(resolve_type(MIXERS, mixer["type"]), "accepts_extra_tokens", False):
+        if self.extra_tokens and not resolve_type(MIXERS, mixer["type"]).accepts_extra_tokens:
             raise ValueError(
                 f"mixer {mixer['type']!r} works on the H*W token grid only, so it cannot carry in-context "
                 "condition tokens: use conditioning='adaln_zero' or 'adaln' with it"
@@ -120,7 +121,7 @@ class IsotropicBackbone(Denoiser):
         elif labels is not None:
             c = c + labels[0]
         tokens = self.pos_embed(tokens, hw)
-        tokens = self.forward_blocks(tokens, c, hw)
+        tokens = self.forward_blocks(tokens, c, Grid(hw, extra_tokens=self.extra_tokens))
         if self.norm_f is not None:
             tokens = self.norm_f(tokens)
         out = self.final_layer(tokens, c)[:, self.extra_tokens:]
@@ -131,18 +132,18 @@ class IsotropicBackbone(Denoiser):
             return checkpoint(block, *args, use_reentrant=False)
         return block(*args)
 
-    def forward_blocks(self, x: torch.Tensor, c: torch.Tensor | None, hw: tuple[int, int]) -> torch.Tensor:
+    def forward_blocks(self, x: torch.Tensor, c: torch.Tensor | None, grid: Grid) -> torch.Tensor:
         if self.skip == "none":
             for block in self.blocks:
-                x = self._run(block, x, c, hw)
+                x = self._run(block, x, c, grid)
             return x
         skips = []
         for block in self.in_blocks:
-            x = self._run(block, x, c, hw)
+            x = self._run(block, x, c, grid)
             skips.append(x)
-        x = self._run(self.mid_block, x, c, hw)
+        x = self._run(self.mid_block, x, c, grid)
         for block in self.out_blocks:  # last in, first out: out-block j meets in-block depth//2-1-j
-            x = self._run(block, x, c, hw, skips.pop())
+            x = self._run(block, x, c, grid, skips.pop())
         return x
 
 

@@ -20,9 +20,10 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
+from ..contract import Grid
 from ..layers import ConvFinalLayer
 from ..layers.conditioning import check_conditioning
-from ..layers.layout import layout_of, to_layout
+from ..layers.layout import to_layout
 from ..registry import BACKBONES, MIXERS, ComponentCfg, as_config, resolve_type
 from .base import Denoiser
 from .block import Block
@@ -90,7 +91,7 @@ class UNetBackbone(Denoiser):
         self.setup_interface(input_size, in_channels, learn_sigma, num_classes, size_divisor=4)
         self.depths, self.grad_checkpointing = list(depths), grad_checkpointing
         mixer = as_config(mixer)
-        self.layout = layout_of(resolve_type(MIXERS, mixer["type"]))
+        self.layout = resolve_type(MIXERS, mixer["type"]).layout
         d = hidden_size
         widths = (d, 2 * d, 4 * d, 2 * d, 2 * d)
         self.stage_condition = (0, 1, 2, 1, 1)  # index of the per-level embedder each stage reads
@@ -127,14 +128,14 @@ class UNetBackbone(Denoiser):
 
     def run_stage(self, name: str, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """One level's blocks in the stage layout: (B, D, H, W) grid in, grid out, one conversion each way."""
-        hw = (x.shape[2], x.shape[3])
-        x = to_layout(x, self.layout, hw)
+        grid = Grid((x.shape[2], x.shape[3]))
+        x = to_layout(x, self.layout, grid.hw)
         for block in getattr(self, name):
             if self.grad_checkpointing and self.training:
-                x = checkpoint(block, x, c, hw, use_reentrant=False)
+                x = checkpoint(block, x, c, grid, use_reentrant=False)
             else:
-                x = block(x, c, hw)
-        return to_layout(x, "grid", hw)
+                x = block(x, c, grid)
+        return to_layout(x, "grid", grid.hw)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, C, H, W) noisy input, t: (B,) timesteps, y: (B,) class ids or None -> (B, C_out, H, W)."""

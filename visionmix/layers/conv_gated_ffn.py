@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..contract import ChannelMixer, Grid, Scheme
 from ..registry import FFNS
 from .init import vit_init_
 from .lepe import DepthwiseConvPE
@@ -28,11 +29,13 @@ ACTIVATIONS = {"gelu": nn.GELU, "gelu_tanh": lambda: nn.GELU(approximate="tanh")
 
 
 @FFNS.register_module(name="conv_gated")
-class ConvGatedFFN(nn.Module):
+class ConvGatedFFN(ChannelMixer):
     """Options: ``mlp_ratio`` (hidden width / C), ``kernel_size`` (odd, of the gate's depthwise conv), ``act``
     ("gelu", "gelu_tanh", "silu"), ``bias`` (of the three Linears)."""
 
     layout = "tokens"
+    accepts_extra_tokens = False
+    grid_reason = "its depthwise conv runs on the grid"
 
     def __init__(self, dim: int, mlp_ratio: float = 8 / 3, *, kernel_size: int = 3, act: str = "gelu",
                  bias: bool = True, layer_id: int = 0, num_layers: int = 1):
@@ -52,13 +55,11 @@ class ConvGatedFFN(nn.Module):
         self.fc2 = nn.Linear(hidden, dim, bias=bias)
         self.init_weights()
 
-    def init_weights(self) -> None:
+    def init_weights(self, scheme: Scheme | None = None) -> None:
         vit_init_(self)
 
     def extra_repr(self) -> str:
         return f"hidden={self.hidden}"
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        if x.ndim != 3:
-            raise ValueError(f"conv_gated takes (B, H*W, C) tokens, got shape {tuple(x.shape)}")
-        return self.fc2(self.act(self.dwconv(self.fc1_g(x), hw)) * self.fc1_v(x))
+    def mix(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        return self.fc2(self.act(self.dwconv(self.fc1_g(x), grid.hw)) * self.fc1_v(x))

@@ -1,4 +1,4 @@
-"""Channel mixers (FFNs). Same contract as token mixers: ``forward(x: (B, N, C), hw) -> (B, N, C)``."""
+"""The MLP channel mixer (FFN) of DiT / ViT; every FFN obeys :class:`visionmix.contract.ChannelMixer`."""
 from __future__ import annotations
 
 import torch
@@ -6,11 +6,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import Mlp
 
+from ..contract import ChannelMixer, Grid, Scheme, default_scheme, scaffold_walk
 from ..registry import FFNS
 
 
 @FFNS.register_module(name="mlp")
-class MlpFFN(Mlp):
+class MlpFFN(ChannelMixer, Mlp):
     """Two-layer MLP ``fc2(act(fc1(x)))`` with GELU(tanh) and hidden width ``mlp_ratio * dim`` (DiT, ViT).
 
     Pointwise, so it takes either layout (``layout = "any"``): on a (B, C, H, W) grid the two linears
@@ -18,6 +19,7 @@ class MlpFFN(Mlp):
     """
 
     layout = "any"
+    init_from_scaffold = True  # DiT's xavier, U-ViT's trunc-normal: the scaffold decides
 
     def __init__(self, dim: int, mlp_ratio: float = 4.0, *, act: str = "gelu_tanh", bias: bool = True,
                  drop: float = 0.0, layer_id: int = 0, num_layers: int = 1):
@@ -26,8 +28,12 @@ class MlpFFN(Mlp):
             raise ValueError(f"unknown activation {act!r}; choose one of {sorted(acts)}")
         super().__init__(dim, int(dim * mlp_ratio), act_layer=acts[act], bias=bias, drop=drop)
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int] | None = None) -> torch.Tensor:
+    def init_weights(self, scheme: Scheme | None = None) -> None:
+        """The scaffold's scheme (DiT: xavier; U-ViT: trunc-normal 0.02; DiCo: xavier on the 1x1 convs)."""
+        scaffold_walk(self, scheme or default_scheme)
+
+    def mix(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
         if x.ndim == 3:
-            return super().forward(x)
+            return Mlp.forward(self, x)
         x = self.drop1(self.act(F.conv2d(x, self.fc1.weight[:, :, None, None], self.fc1.bias)))
         return self.drop2(F.conv2d(self.norm(x), self.fc2.weight[:, :, None, None], self.fc2.bias))

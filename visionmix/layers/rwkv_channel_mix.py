@@ -12,16 +12,23 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..contract import ChannelMixer, Grid, Scheme, default_scheme, scaffold_walk
 from ..registry import FFNS
 from .qshift import channel_ramp, q_shift, rwkv_mix_ratios, shift_lerp
 
 
 @FFNS.register_module(name="rwkv_channel_mix")
-class RWKVChannelMix(nn.Module):
+class RWKVChannelMix(ChannelMixer):
+    layout = "tokens"
+    accepts_extra_tokens = False
+    init_from_scaffold = True  # DiT's xavier, U-ViT's trunc-normal: the scaffold decides
+    grid_reason = "its Q-shift reads grid neighbours"
+
     def __init__(self, dim: int, hidden_rate: float = 4.0, *, shift_pixel: int = 1, channel_gamma: float = 0.25,
                  init_mode: str = "fancy", key_norm: bool = False, layer_id: int = 0, num_layers: int = 1):
         super().__init__()
         self.shift_pixel, self.channel_gamma = shift_pixel, channel_gamma
+        self.dim, self.init_mode, self.layer_id, self.num_layers = dim, init_mode, layer_id, num_layers
         hidden = int(hidden_rate * dim)
         if shift_pixel > 0:
             mix = rwkv_token_mix_init(dim, init_mode, layer_id, num_layers)
@@ -32,10 +39,19 @@ class RWKVChannelMix(nn.Module):
         self.receptance = nn.Linear(dim, dim, bias=False)
         self.value = nn.Linear(hidden, dim, bias=False)
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    def init_weights(self, scheme: Scheme | None = None) -> None:
+        """The shift ratios as the paper sets them; the projections by the scaffold's scheme."""
+        if self.shift_pixel > 0:
+            mix = rwkv_token_mix_init(self.dim, self.init_mode, self.layer_id, self.num_layers)
+            with torch.no_grad():
+                self.spatial_mix_k.copy_(mix)
+                self.spatial_mix_r.copy_(mix)
+        scaffold_walk(self, scheme or default_scheme)
+
+    def mix(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
         xk = xr = x
         if self.shift_pixel > 0:
-            shifted = q_shift(x, hw, self.shift_pixel, self.channel_gamma)
+            shifted = q_shift(x, grid.hw, self.shift_pixel, self.channel_gamma)
             xk, xr = shift_lerp(x, shifted, self.spatial_mix_k), shift_lerp(x, shifted, self.spatial_mix_r)
         k = torch.relu(self.key(xk)).square()
         if self.key_norm is not None:

@@ -1,10 +1,11 @@
-"""Token mixers. Each file holds one mixer and registers it in ``visionmix.registry.MIXERS``.
+"""Token mixers: one file each, each a :class:`visionmix.contract.TokenMixer` registered in
+``visionmix.registry.MIXERS`` (registration checks the contract).
 
-Contract (docs/architecture.md): ``Mixer(dim, num_heads, *, layer_id, num_layers, **options)`` with
-``forward(x, hw: (H, W))`` returning the shape it was given. ``layout = "tokens"`` mixers take (B, N, C) with
-N == H*W in row-major order (those with ``accepts_extra_tokens = True`` also take extra leading tokens);
-``layout = "grid"`` mixers take (B, C, H, W). A mixer defines ``init_weights()`` for every parameter it owns,
-knows nothing about time, class or diffusion, and works for any (H, W), odd and non-square included.
+``Mixer(dim, num_heads, *, layer_id, num_layers, **options)``; ``forward(x, grid)`` returns the shape it was given
+(``grid``: a :class:`~visionmix.contract.Grid`, or an (H, W) tuple). ``layout = "tokens"`` mixers take (B, N, C) with
+N == H*W in row-major order (those with ``accepts_extra_tokens = True`` also take condition tokens in front);
+``layout = "grid"`` mixers take (B, C, H, W). A mixer initialises every parameter it owns (``init_weights``), knows
+nothing about time, class or diffusion, and works for any (H, W), odd and non-square included.
 """
 from .attention import Attention
 from .band_retnet import BandModulatedRetention

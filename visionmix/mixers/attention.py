@@ -17,12 +17,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from ..contract import Grid, Scheme, TokenMixer, default_scheme, scaffold_walk
 from ..registry import MIXERS
 
 
 @MIXERS.register_module(name="attention")
-class Attention(nn.Module):
+class Attention(TokenMixer):
+    layout = "tokens"
     accepts_extra_tokens = True
+    init_from_scaffold = True  # DiT's xavier, U-ViT's trunc-normal: the scaffold decides
 
     def __init__(self, dim: int, num_heads: int = 8, *, qkv_bias: bool = True, qk_norm: bool = False,
                  attn_drop: float = 0.0, proj_drop: float = 0.0, layer_id: int = 0, num_layers: int = 1):
@@ -37,7 +40,11 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int] | None = None) -> torch.Tensor:
+    def init_weights(self, scheme: Scheme | None = None) -> None:
+        """The scaffold's scheme (DiT: xavier; U-ViT: trunc-normal 0.02): the papers give attention none of its own."""
+        scaffold_walk(self, scheme or default_scheme)
+
+    def mix(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.num_heads)
         q, k = self.q_norm(q).to(v.dtype), self.k_norm(k).to(v.dtype)
         x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)

@@ -33,20 +33,21 @@ import torch
 import torch.nn as nn
 from einops import rearrange
 
+from ..contract import Grid, Scheme, TokenMixer
 from ..layers.dct import dct_2d, idct_2d, radial_bands
-from ..layers.layout import require_grid_tokens
 from ..registry import MIXERS
 from .retnet import ManhattanSelfAttention
 
 
 @MIXERS.register_module(name="band_retnet")
-class BandModulatedRetention(nn.Module):
+class BandModulatedRetention(TokenMixer):
     """BAR-Net. Options: ``num_bands`` (radial DCT bands, each with a learned per-channel gain), and RMT's
     ``initial_value`` / ``heads_range`` (γ per head), ``theta_shift`` (RoPE on q, k), ``lepe_kernel_size``,
     ``qkv_bias``."""
 
     layout = "tokens"
     accepts_extra_tokens = False
+    grid_reason = "its decay and frequency bands are functions of grid position"
 
     def __init__(self, dim: int, num_heads: int = 8, *, num_bands: int = 4, initial_value: float = 2.0,
                  heads_range: float = 6.0, theta_shift: bool = True, lepe_kernel_size: int = 5,
@@ -67,7 +68,7 @@ class BandModulatedRetention(nn.Module):
             layer_id=layer_id, num_layers=num_layers)
         self.init_weights()
 
-    def init_weights(self) -> None:
+    def init_weights(self, scheme: Scheme | None = None) -> None:
         self.retention.init_weights()
         nn.init.ones_(self.band_weight)
 
@@ -84,6 +85,5 @@ class BandModulatedRetention(nn.Module):
             out = idct_2d(dct_2d(grid) * gain.permute(2, 0, 1))
         return rearrange(out, "b c h w -> b (h w) c").to(x.dtype)
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        require_grid_tokens(x, hw, "band_retnet", "its decay and frequency bands are functions of grid position")
-        return self.retention(self.band_modulation(x, hw), hw)
+    def mix(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        return self.retention(self.band_modulation(x, grid.hw), grid)

@@ -17,6 +17,7 @@ import math
 import torch
 import torch.nn as nn
 
+from ..contract import Grid, Scheme, TokenMixer, default_scheme, scaffold_walk
 from ..layers.qshift import q_shift, rwkv_mix_ratios, shift_lerp
 from ..layers.rwkv_channel_mix import rwkv_token_mix_init
 from ..ops import bi_wkv
@@ -24,33 +25,51 @@ from ..registry import MIXERS
 
 
 @MIXERS.register_module(name="bi_rwkv")
-class BiRWKV(nn.Module):
+class BiRWKV(TokenMixer):
+    layout = "tokens"
     accepts_extra_tokens = False
+    init_from_scaffold = True  # DiT's xavier, U-ViT's trunc-normal: the scaffold decides
+    grid_reason = "its Q-shift and scan run over the grid"
 
     def __init__(self, dim: int, num_heads: int | None = None, *, shift_pixel: int = 1, channel_gamma: float = 0.25,
                  init_mode: str = "fancy", key_norm: bool = False, layer_id: int = 0, num_layers: int = 1):
         super().__init__()
         self.shift_pixel, self.channel_gamma = shift_pixel, channel_gamma
-        decay, first = rwkv_decay_init(dim, init_mode, layer_id, num_layers)
-        self.spatial_decay = nn.Parameter(decay)
-        self.spatial_first = nn.Parameter(first)
+        self.dim, self.init_mode, self.layer_id, self.num_layers = dim, init_mode, layer_id, num_layers
+        self.spatial_decay, self.spatial_first = (nn.Parameter(p) for p in self.decay_values())
         if shift_pixel > 0:
-            mix = rwkv_token_mix_init(dim, init_mode, layer_id, num_layers)
-            bump = 0.3 * rwkv_mix_ratios(layer_id, num_layers)[0] if init_mode == "fancy" else 0.0
-            self.spatial_mix_k = nn.Parameter(mix)
-            self.spatial_mix_v = nn.Parameter(mix + bump)
-            # receptance mixes with half the exponent: ramp^(r/2) = sqrt(ramp^r)
-            self.spatial_mix_r = nn.Parameter(mix.sqrt() if init_mode == "fancy" else mix.clone())
+            self.spatial_mix_k, self.spatial_mix_v, self.spatial_mix_r = (nn.Parameter(p) for p in self.mix_values())
         self.key = nn.Linear(dim, dim, bias=False)
         self.value = nn.Linear(dim, dim, bias=False)
         self.receptance = nn.Linear(dim, dim, bias=False)
         self.key_norm = nn.LayerNorm(dim) if key_norm else None
         self.output = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        length = x.shape[1]
-        if length != hw[0] * hw[1]:
-            raise ValueError(f"bi_rwkv needs exactly H*W = {hw[0] * hw[1]} tokens, got {length}")
+    def decay_values(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(spatial_decay, spatial_first) as :func:`rwkv_decay_init` sets them for this layer."""
+        return rwkv_decay_init(self.dim, self.init_mode, self.layer_id, self.num_layers)
+
+    def mix_values(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mix_k, mix_v, mix_r): the depth-dependent ramps of Diffusion-RWKV's "fancy" init."""
+        mix = rwkv_token_mix_init(self.dim, self.init_mode, self.layer_id, self.num_layers)
+        bump = 0.3 * rwkv_mix_ratios(self.layer_id, self.num_layers)[0] if self.init_mode == "fancy" else 0.0
+        # receptance mixes with half the exponent: ramp^(r/2) = sqrt(ramp^r)
+        return mix, mix + bump, (mix.sqrt() if self.init_mode == "fancy" else mix.clone())
+
+    def init_weights(self, scheme: Scheme | None = None) -> None:
+        """The decay, first-token bonus and shift ratios as the paper sets them; the projections by the scaffold's
+        scheme (Diffusion-RWKV: DiT's xavier)."""
+        with torch.no_grad():
+            for param, value in zip((self.spatial_decay, self.spatial_first), self.decay_values()):
+                param.copy_(value)
+            if self.shift_pixel > 0:
+                for param, value in zip((self.spatial_mix_k, self.spatial_mix_v, self.spatial_mix_r),
+                                        self.mix_values()):
+                    param.copy_(value)
+        scaffold_walk(self, scheme or default_scheme)
+
+    def mix(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        hw, length = grid.hw, x.shape[1]
         xk = xv = xr = x
         if self.shift_pixel > 0:
             shifted = q_shift(x, hw, self.shift_pixel, self.channel_gamma)

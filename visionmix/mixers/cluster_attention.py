@@ -38,9 +38,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from ..contract import Grid, Scheme, TokenMixer
 from ..layers.cache import grid_cache
 from ..layers.init import vit_init_
-from ..layers.layout import require_grid_tokens
 from ..layers.lepe import optional_lepe
 from ..layers.rope import RoPE2d, check_rope_head_dim, rotated_heads
 from ..registry import MIXERS
@@ -66,13 +66,14 @@ def cluster_slots(length: int, clusters: int, device: torch.device) -> tuple[tor
 
 
 @MIXERS.register_module(name="cluster_attention")
-class ClusterAttention(nn.Module):
+class ClusterAttention(TokenMixer):
     """SecViT's cluster attention. Options: ``cluster_size`` (tokens a cluster; default 64 when neither is
     given) or ``num_clusters`` (the paper's fixed count), ``lepe_kernel_size`` (odd, 0 = off), ``qkv_bias``,
     ``rope_base``."""
 
     layout = "tokens"
     accepts_extra_tokens = False
+    grid_reason = "its RoPE and LePE read grid positions"
 
     def __init__(self, dim: int, num_heads: int = 8, *, num_clusters: int | None = None,
                  cluster_size: int | None = None, lepe_kernel_size: int = 5, qkv_bias: bool = True,
@@ -98,7 +99,7 @@ class ClusterAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.init_weights()
 
-    def init_weights(self) -> None:
+    def init_weights(self, scheme: Scheme | None = None) -> None:
         vit_init_(self)  # the LePE conv inits itself: trunc-normal(.02), as the official init
 
     def extra_repr(self) -> str:
@@ -110,9 +111,9 @@ class ClusterAttention(nn.Module):
         count = self.num_clusters if self.num_clusters else math.ceil(length / self.cluster_size)
         return max(1, min(count, length))
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    def mix(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        hw = grid.hw
         h, w = hw
-        require_grid_tokens(x, hw, "cluster_attention", "its RoPE and LePE read grid positions")
         qkv = self.qkv(x)
         v = qkv.chunk(3, dim=-1)[2]  # LePE reads v as tokens, in the projection's dtype
         with torch.autocast(x.device.type, enabled=False):

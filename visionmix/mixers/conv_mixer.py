@@ -23,12 +23,13 @@ import torch
 import torch.nn as nn
 from timm.layers import trunc_normal_
 
+from ..contract import Grid, Scheme, TokenMixer
 from ..layers.conv import depthwise_conv
 from ..registry import MIXERS
 
 
 @MIXERS.register_module(name="conv_mixer")
-class ConvMixer(nn.Module):
+class ConvMixer(TokenMixer):
     layout = "grid"
     accepts_extra_tokens = False
 
@@ -42,7 +43,7 @@ class ConvMixer(nn.Module):
         self.proj = nn.Conv2d(dim, dim, 1)
         self.init_weights()
 
-    def init_weights(self) -> None:
+    def init_weights(self, scheme: Scheme | None = None) -> None:
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 trunc_normal_(m.weight, std=0.02)
@@ -51,5 +52,5 @@ class ConvMixer(nn.Module):
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}"
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int] | None = None) -> torch.Tensor:
+    def mix(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
         return self.proj(self.a(x) * self.v(x))

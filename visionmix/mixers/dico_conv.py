@@ -15,13 +15,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..contract import Grid, Scheme, TokenMixer
 from ..layers.conv import depthwise_conv
 from ..layers.init import xavier_init_
 from ..registry import MIXERS
 
 
 @MIXERS.register_module(name="dico_conv")
-class DiCoConv(nn.Module):
+class DiCoConv(TokenMixer):
     layout = "grid"
     accepts_extra_tokens = False
 
@@ -34,9 +35,9 @@ class DiCoConv(nn.Module):
         self.conv3 = nn.Conv2d(dim, dim, 1)
         self.init_weights()
 
-    def init_weights(self) -> None:
+    def init_weights(self, scheme: Scheme | None = None) -> None:
         xavier_init_(self)
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int] | None = None) -> torch.Tensor:
+    def mix(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
         y = F.gelu(self.conv2(self.conv1(x)))
         return self.conv3(y * self.ca(y))

@@ -34,19 +34,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..contract import Grid, Scheme, TokenMixer
 from ..layers.init import vit_init_
-from ..layers.layout import require_grid_tokens
 from ..registry import MIXERS
 from .linear_attention import FEATURE_MAPS, LinearAttention
 
 
 @MIXERS.register_module(name="laformer")
-class LAformerAttention(nn.Module):
+class LAformerAttention(TokenMixer):
     """Options: ``feature_map`` (RELA's φ: "elu1", "relu", "focused"), ``rank_enhance`` (odd depthwise kernel
     of the rank conv), ``channel_reduction`` (SE bottleneck ratio), ``qkv_bias``, ``eps`` (denominator floor)."""
 
     layout = "tokens"
     accepts_extra_tokens = False
+    grid_reason = "its rank conv and channel pool run on the grid"
 
     def __init__(self, dim: int, num_heads: int = 8, *, feature_map: str = "elu1", rank_enhance: int = 3,
                  channel_reduction: int = 4, qkv_bias: bool = True, eps: float = 1e-6, layer_id: int = 0,
@@ -70,7 +71,7 @@ class LAformerAttention(nn.Module):
         self.channel_proj = nn.Linear(dim, dim)
         self.init_weights()
 
-    def init_weights(self) -> None:
+    def init_weights(self, scheme: Scheme | None = None) -> None:
         self.rela.init_weights()
         for part in (self.squeeze, self.excite, self.channel_proj):
             vit_init_(part)
@@ -86,7 +87,6 @@ class LAformerAttention(nn.Module):
             hidden = F.relu(F.linear(pooled, self.squeeze.weight.to(compute), self.squeeze.bias.to(compute)))
             return torch.sigmoid(F.linear(hidden, self.excite.weight.to(compute), self.excite.bias.to(compute)))
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        require_grid_tokens(x, hw, "laformer", "its rank conv and channel pool run on the grid")
+    def mix(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
         channel = self.channel_proj(x * self.channel_gate(x).to(x.dtype))
-        return self.rela(x, hw) + channel
+        return self.rela(x, grid) + channel

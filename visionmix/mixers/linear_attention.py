@@ -33,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from ..contract import Grid, Scheme, TokenMixer
 from ..layers.init import vit_init_
 from ..layers.lepe import DepthwiseConvPE
 from ..registry import MIXERS
@@ -71,7 +72,7 @@ def focused_features(x: torch.Tensor, scale: torch.Tensor, power: float) -> torc
 
 
 @MIXERS.register_module(name="linear_attention")
-class LinearAttention(nn.Module):
+class LinearAttention(TokenMixer):
     """Options: ``feature_map`` ("elu1", "relu", "focused"), ``focusing_factor`` (focused only), ``rank_enhance``
     (odd depthwise kernel size, 0 = off), ``qkv_bias``, ``eps`` (denominator floor)."""
 
@@ -101,7 +102,7 @@ class LinearAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.init_weights()
 
-    def init_weights(self) -> None:
+    def init_weights(self, scheme: Scheme | None = None) -> None:
         vit_init_(self)
         if self.feature_scale is not None:
             nn.init.zeros_(self.feature_scale)  # softplus(0) = ln 2, as FLatten
@@ -119,18 +120,14 @@ class LinearAttention(nn.Module):
             return F.relu(x)
         return focused_features(x, F.softplus(self.feature_scale.to(x.dtype)), self.focusing_factor)
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        grid_tokens = hw[0] * hw[1]
-        extra = x.shape[1] - grid_tokens
-        if extra < 0:
-            raise ValueError(f"linear_attention needs at least H*W = {hw[0]}*{hw[1]} = {grid_tokens} tokens, "
-                             f"got {x.shape[1]}")
+    def mix(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        extra = grid.extra_tokens  # condition tokens in front: global, so they attend and are attended to
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         q, k = self.features(q), self.features(k)
         heads = lambda t: rearrange(t, "b n (h d) -> b h n d", h=self.num_heads)  # noqa: E731
         out = normalized_linear_attention(heads(q), heads(k / x.shape[1]), heads(v), eps=self.eps)
         out = rearrange(out, "b h n d -> b n (h d)").to(v.dtype)
         if self.rank_conv is not None:
-            rank_term = self.rank_conv(v[:, extra:], hw)
+            rank_term = self.rank_conv(v[:, extra:], grid.hw)
             out = out + rank_term if extra == 0 else torch.cat((out[:, :extra], out[:, extra:] + rank_term), dim=1)
         return self.proj(out)

@@ -28,8 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from ..contract import Grid, Scheme, TokenMixer
 from ..layers.init import vit_init_
-from ..layers.layout import require_grid_tokens
 from ..layers.lepe import optional_lepe
 from ..layers.rope import RoPE2d, check_rope_head_dim
 from ..registry import MIXERS
@@ -37,12 +37,13 @@ from .linear_attention import normalized_linear_attention
 
 
 @MIXERS.register_module(name="rala")
-class RankAugmentedLinearAttention(nn.Module):
+class RankAugmentedLinearAttention(TokenMixer):
     """Options: ``lepe_kernel_size`` (odd, 0 = off), ``qkv_bias`` (bias of the q/k/v/gate projection),
     ``eps`` (denominator floor), ``rope_base`` (RoPE frequency base)."""
 
     layout = "tokens"
     accepts_extra_tokens = False
+    grid_reason = "its 2-D RoPE and LePE read grid positions"
 
     def __init__(self, dim: int, num_heads: int = 8, *, lepe_kernel_size: int = 5, qkv_bias: bool = True,
                  eps: float = 1e-6, rope_base: float = 10000.0, layer_id: int = 0, num_layers: int = 1):
@@ -60,15 +61,15 @@ class RankAugmentedLinearAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.init_weights()
 
-    def init_weights(self) -> None:
+    def init_weights(self, scheme: Scheme | None = None) -> None:
         vit_init_(self)  # the LePE conv inits itself: trunc-normal(.02), as the official init
 
     def extra_repr(self) -> str:
         return f"num_heads={self.num_heads}, eps={self.eps:g}"
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    def mix(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        hw = grid.hw
         h, w = hw
-        require_grid_tokens(x, hw, "rala", "its 2-D RoPE and LePE read grid positions")
         dim = x.shape[-1]
         qk, v, gate = self.qkv_gate(x).split([2 * dim, dim, dim], dim=-1)
         compute = torch.promote_types(v.dtype, torch.float32)

@@ -26,10 +26,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from ..contract import Grid, Scheme, TokenMixer
 from ..layers.cache import grid_cache
 from ..layers.decay import axial_decay, manhattan_decay, retention_log_gammas
 from ..layers.init import vit_init_
-from ..layers.layout import require_grid_tokens
 from ..layers.lepe import DepthwiseConvPE
 from ..registry import MIXERS
 
@@ -64,12 +64,13 @@ def attend_along_last_axis(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, de
 
 
 @MIXERS.register_module(name="retnet")
-class ManhattanSelfAttention(nn.Module):
+class ManhattanSelfAttention(TokenMixer):
     """RMT's MaSA. Options: ``decomposed`` (axial form), ``initial_value`` / ``heads_range`` (γ per head; RMT uses
     2 and 4 in its early stages, 6 in the deep ones), ``theta_shift`` (RoPE on q, k), ``lepe_kernel_size``."""
 
     layout = "tokens"
     accepts_extra_tokens = False
+    grid_reason = "its decay is a function of grid position"
 
     def __init__(self, dim: int, num_heads: int = 8, *, decomposed: bool = False, initial_value: float = 2.0,
                  heads_range: float = 6.0, theta_shift: bool = True, lepe_kernel_size: int = 5,
@@ -91,15 +92,15 @@ class ManhattanSelfAttention(nn.Module):
         self.out_proj = nn.Linear(dim, dim)
         self.init_weights()
 
-    def init_weights(self) -> None:
+    def init_weights(self, scheme: Scheme | None = None) -> None:
         vit_init_(self)
 
     def extra_repr(self) -> str:
         return f"num_heads={self.num_heads}, decomposed={self.decomposed}, theta_shift={self.use_theta_shift}"
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    def mix(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        hw = grid.hw
         h, w = hw
-        require_grid_tokens(x, hw, "retnet", "its decay is a function of grid position")
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         lepe = self.lepe(v, hw)
         # fp32 logits + log-decay and softmax even under autocast: the decay spans tens of nats over a grid

@@ -39,8 +39,8 @@ import torch
 import torch.nn as nn
 from einops import rearrange
 
+from ..contract import Grid, Scheme, TokenMixer
 from ..layers.init import vit_init_
-from ..layers.layout import require_grid_tokens
 from ..layers.lepe import optional_lepe
 from ..layers.neighborhood import neighborhood_attention, neighborhood_index
 from ..layers.rope import RoPE2d, check_rope_head_dim, rotated_heads
@@ -79,7 +79,7 @@ SCHEDULES = {"fixed": fixed_scan_passes, "official": scan_passes}
 
 
 @MIXERS.register_module(name="sparse_scan_attention")
-class SparseScanAttention(nn.Module):
+class SparseScanAttention(TokenMixer):
     """SSViT's S3A. Options: ``kernel_size`` (odd, >= 3; the official 7), ``dilation`` (None: the paper's
     two-pass scan, alternating with ``layer_id``; an int: one neighbourhood pass with that dilation),
     ``schedule`` of the scan (``"fixed"``: K×K passes, O(N K²); ``"official"``: the official kernel sizes),
@@ -87,6 +87,7 @@ class SparseScanAttention(nn.Module):
 
     layout = "tokens"
     accepts_extra_tokens = False
+    grid_reason = "its neighbourhoods and RoPE read grid positions"
 
     def __init__(self, dim: int, num_heads: int = 8, *, kernel_size: int = 7, dilation: int | None = None,
                  schedule: str = "fixed",
@@ -114,7 +115,7 @@ class SparseScanAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.init_weights()
 
-    def init_weights(self) -> None:
+    def init_weights(self, scheme: Scheme | None = None) -> None:
         vit_init_(self)  # the LePE conv inits itself: trunc-normal(.02), as the official init
 
     def extra_repr(self) -> str:
@@ -128,9 +129,9 @@ class SparseScanAttention(nn.Module):
             return SCHEDULES[self.schedule](hw, self.kernel_size, self.reverse)
         return [(self.kernel_size, self.dilation)]
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    def mix(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        hw = grid.hw
         h, w = hw
-        require_grid_tokens(x, hw, "sparse_scan_attention", "its neighbourhoods and RoPE read grid positions")
         qkv = self.qkv(x)
         v = qkv.chunk(3, dim=-1)[2]  # LePE reads v as tokens, in the projection's dtype
         with torch.autocast(x.device.type, enabled=False):

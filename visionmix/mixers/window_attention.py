@@ -42,8 +42,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from timm.layers import trunc_normal_
 
+from ..contract import Grid, Scheme, TokenMixer
 from ..layers.init import vit_init_
-from ..layers.layout import require_grid_tokens
 from ..layers.relative_position import (WindowGeometry, log_relative_coords, relative_position_index,
                                         shifted_window_mask, window_geometry, window_partition, window_reverse)
 from ..registry import MIXERS
@@ -52,9 +52,10 @@ POSITION_BIASES = ("table", "continuous")
 
 
 @MIXERS.register_module(name="window_attention")
-class WindowAttention(nn.Module):
+class WindowAttention(TokenMixer):
     layout = "tokens"
     accepts_extra_tokens = False
+    grid_reason = "it partitions the token grid into windows"
 
     def __init__(self, dim: int, num_heads: int = 8, *, window_size: int = 8, shift: bool | None = None,
                  qkv_bias: bool = True, cosine: bool = False, position_bias: str = "table", layer_id: int = 0,
@@ -99,7 +100,7 @@ class WindowAttention(nn.Module):
                 f"of this mixer is tied to the window it was built with ({self.built_window}), got {value}")
         self._window_size = value
 
-    def init_weights(self) -> None:
+    def init_weights(self, scheme: Scheme | None = None) -> None:
         vit_init_(self)  # also cpb_mlp's Linears, as Swin-V2's model-wide init
         if self.position_bias == "table":
             trunc_normal_(self.relative_position_bias_table, std=0.02)
@@ -135,10 +136,9 @@ class WindowAttention(nn.Module):
         # one mask row per (window, head), shared by the batch: matches the (B, nW·heads, L, d) layout below
         return bias.expand(num_windows, -1, -1, -1).reshape(1, num_windows * self.num_heads, length, length)
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    def mix(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
         batch, length, dim = x.shape
-        h, w = hw
-        require_grid_tokens(x, hw, "window_attention", "it partitions the token grid into windows")
+        h, w = grid.hw
         geometry = window_geometry((h, w), self.window_size, self.shifted)
         (wh, ww), (sh, sw), (hp, wp) = geometry
         # qkv is per token, so it commutes with padding, rolling and partitioning: project once, before them
