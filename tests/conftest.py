@@ -13,7 +13,3 @@ def randomize_(module: torch.nn.Module, std: float = 0.05) -> torch.nn.Module:
         for p in module.parameters():
             p.normal_(0.0, std)
     return module
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: an end-to-end test that takes over ~10 s (a real pip install, ...)")

@@ -66,11 +66,3 @@ def test_latent_model_without_vae_says_how_to_decode():
     assert model.sample(1, decode=False).shape == (1, 3, 8, 8)
     with pytest.raises(ValueError, match="model.vae"):
         model.sample(1)
-
-
-def test_preprocessor_maps_uint8_to_unit_range_and_scales_latents():
-    pixels = DiffusionDataPreprocessor()(dict(inputs=torch.tensor([[[[0, 255]]]], dtype=torch.uint8),
-                                              labels=torch.tensor([1])))
-    assert pixels["inputs"].tolist() == [[[[-1.0, 1.0]]]] and pixels["labels"].tolist() == [1]
-    latents = DiffusionDataPreprocessor(latent_scale=0.5)(dict(inputs=torch.full((1, 4, 1, 1), 2.0), labels=[0]))
-    assert torch.equal(latents["inputs"], torch.ones(1, 4, 1, 1))

@@ -26,6 +26,8 @@ import visionmix.ops as ops
 from visionmix.ops import bi_wkv, bi_wkv_dense, bi_wkv_flops, bi_wkv_torch, loader
 from visionmix.ops.reference import _bias
 
+pytestmark = [pytest.mark.native]
+
 TOL = 1e-5
 FLOOR = 16 * torch.finfo(torch.float32).tiny  # values below fp32's normal range are not resolved
 

@@ -16,6 +16,8 @@ import torch
 import visionmix.ops as ops
 from visionmix.ops import loader
 
+pytestmark = [pytest.mark.native, pytest.mark.subprocess]
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -22,6 +22,8 @@ import yaml
 from tests.tools.helpers import ROOT, load_tool, run_tools, snapshot, tiny_digits_config, write_config
 from visionmix.engine.work_dir_lock import WorkDirLock
 
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
+
 train = load_tool("train")
 
 

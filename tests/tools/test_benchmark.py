@@ -89,13 +89,18 @@ def test_predicted_excess_is_skipped_with_a_dash_and_a_note(tmp_path, capsys):
     assert float(row["4^2 ms"]) > 0 and row["8^2 ms"] == ""
 
 
-def test_grid_layout_mixers_get_grid_inputs():
+def test_grid_layout_mixers_get_grid_inputs(monkeypatch):
+    from visionmix.contract import GridPart
+
     grid = [n for n in list_mixers() if resolve_type(MIXERS, n).layout == "grid"]
     if not grid:
         pytest.skip("no grid-layout mixer registered")
+    seen, check = [], GridPart.check_input
+    monkeypatch.setattr(GridPart, "check_input", lambda self, x, g: seen.append(tuple(x.shape)) or check(self, x, g))
     args = benchmark.parse_args(TINY)
     step = benchmark.make_case(MixerSpec(grid[0]), 5, args, torch.device("cpu"))
-    step()  # a (B, N, C) input would fail in a grid mixer's convolutions
+    step()
+    assert seen and all(len(shape) == 4 and shape[2:] == (5, 5) for shape in seen), seen  # (B, C, H, W)
 
 
 def call(tool, argv, capsys, monkeypatch):

@@ -6,6 +6,8 @@ import pytest
 import visionmix.ops as ops
 from tools import benchmark_wkv
 
+pytestmark = [pytest.mark.native]
+
 
 @pytest.mark.skipif(ops.native_build_error() is not None, reason="native extension unavailable")
 def test_benchmark_prints_one_row_per_length_with_exp_ratios(capsys):

@@ -2,10 +2,13 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 import yaml
 
 from tests.tools.helpers import ROOT, tiny_digits_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 
 def test_two_process_cpu_ddp_trains_and_ranks_agree(tmp_path):

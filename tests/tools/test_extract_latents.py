@@ -14,6 +14,8 @@ diffusers = pytest.importorskip("diffusers")
 
 from visionmix.datasets import ImageFolderDataset, LatentDataset, load_vae  # noqa: E402
 
+pytestmark = [pytest.mark.subprocess]
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "extract_latents.py"
 spec = importlib.util.spec_from_file_location("extract_latents", SCRIPT)

@@ -21,6 +21,8 @@ from tests.tools.helpers import (ROOT, finish_tools, load_tool, recorded, snapsh
                                  tool_env, write_config)
 from visionmix.engine import NonFiniteLossError
 
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
+
 train = load_tool("train")
 
 

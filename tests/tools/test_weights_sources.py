@@ -14,6 +14,8 @@ from safetensors.torch import load_file, save_file
 from tests.tools.helpers import ROOT, load_tool
 from visionmix.checkpoint_io import read_checkpoint
 
+pytestmark = [pytest.mark.slow]
+
 train = load_tool("train")
 QUICKSTART = ROOT / "configs/quickstart/drwkv_digits8.py"
 ZOO_FILE = ROOT / "visionmix/zoo/digits/drwkv_digits.safetensors"  # the drwkv_digits row's packaged weights

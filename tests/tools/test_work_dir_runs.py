@@ -15,6 +15,8 @@ from tests.tools.helpers import ROOT, load_tool, recorded, run_tools, tiny_digit
 from visionmix.checkpoint_io import read_checkpoint
 from visionmix.engine.work_dir_lock import LOCK_NAME
 
+pytestmark = [pytest.mark.slow]
+
 train = load_tool("train")
 
 
