@@ -30,6 +30,7 @@ setup(
         "visionmix.configs": ["**/*.py"],
         "visionmix": ["zoo/*.yml", "zoo/digits/*.safetensors", "zoo/digits/*.png"],
     },
+    entry_points={"console_scripts": ["visionmix = visionmix.commands:main"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     install_requires=[

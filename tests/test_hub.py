@@ -294,3 +294,15 @@ def test_a_plain_install_ships_configs_and_zoo_files_that_load(tmp_path):
     path, width, dataset_keys = out.stdout.split()
     assert path == str(package / "configs" / "quickstart" / "drwkv_digits8.py") and width == "32"
     assert int(dataset_keys) > 0  # the dataset came from _base_/datasets/digits8.py through read_base()
+    # the command line of a plain install: its console script, and what a pip user runs with no checkout around
+    script = target / "bin" / "visionmix"
+    assert script.is_file() and "visionmix.commands" in script.read_text()
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    listed = subprocess.run([sys.executable, "-m", "visionmix", "zoo", "list"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300, env=env)
+    assert listed.returncode == 0 and "drwkv_digits" in listed.stdout.split(), listed.stderr[-2000:]
+    sampled = subprocess.run([sys.executable, "-m", "visionmix", "sample", "--checkpoint", "zoo:drwkv_digits",
+                              "--num-samples", "2", "--steps", "2"], capture_output=True, text=True, cwd=tmp_path,
+                             timeout=300, env=env)
+    assert sampled.returncode == 0, sampled.stderr[-2000:]
+    assert (tmp_path / "samples" / "drwkv_digits" / "samples_2_cfg1.0.npz").is_file()

@@ -17,7 +17,7 @@ def test_every_registered_mixer_has_a_trained_digits_row():
     assert mixers == set(list_mixers())
     for name in DIGITS_ROWS:
         row = hub.model_info(name)
-        assert "status" not in row, f"{name} is not trained yet: python tools/zoo.py reproduce {name}"
+        assert "status" not in row, f"{name} is not trained yet: visionmix zoo reproduce {name}"
         assert len(row["sha256"]) == 64 and set(row["quality"]) >= {"agreement", "agreement_cfg3", "frechet"}
 
 

@@ -6,17 +6,13 @@ class-conditional samples scored with and without guidance, and the params/GMACs
 from __future__ import annotations
 
 import argparse
-import os.path as osp
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-import eval_digits  # noqa: E402
-import train  # noqa: E402
-from flops import measure  # noqa: E402
-
-import visionmix  # noqa: E402
+import visionmix
+from visionmix.commands import eval_digits, train
+from visionmix.commands.flops import measure
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs/quickstart/drwkv_digits8.py"
@@ -52,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         total, trainable, gmacs, size = measure(str(ROOT / "configs" / f"{name}.py"), None)
         print(f"| {Path(name).name} | {size} | {total:,} | {trainable:,} | {gmacs:.3f} |", flush=True)
     print("\nthe same digits model with every other mixer, trained and scored: model_zoo.md; sample one with\n"
-          "    python tools/sample.py --checkpoint zoo:rala_digits --num 20 --cfg-scale 3")
+          "    visionmix sample --checkpoint zoo:rala_digits --num 20 --cfg-scale 3")
     return 0
 
 

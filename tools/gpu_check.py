@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
+import importlib
 import math
 import os
 import subprocess
@@ -47,11 +47,8 @@ MIXER_TOL = 1e-3
 
 
 def tool(name: str):
-    """Import tools/<name>.py (tools/ is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"gpu_check_{name}", ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The command ``name`` (``visionmix <name>``) as a module."""
+    return importlib.import_module(f"visionmix.commands.{name}")
 
 
 def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:

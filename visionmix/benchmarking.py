@@ -1,4 +1,4 @@
-"""Timing, peak-memory, mixer-spec and report helpers of tools/benchmark.py, compare.py, benchmark_wkv.py.
+"""Timing, peak-memory, mixer-spec and report helpers of visionmix benchmark, compare.py, benchmark_wkv.py.
 
 Timing (:func:`times_in_turns`): candidates run round-robin within every repetition, so load elsewhere on
 the host hits them alike. Peak memory of one call (:func:`peak_memory`): on CUDA ``max_memory_allocated``
@@ -254,7 +254,7 @@ def extrapolate(sizes: Sequence[float], values: Sequence[float], size: float, de
 
 # ------------------------------------------------------------------------------------- command line
 def add_common_args(parser: argparse.ArgumentParser, out: str, reps: int) -> None:
-    """Options tools/benchmark.py and tools/compare.py share."""
+    """Options visionmix benchmark and visionmix compare share."""
     parser.add_argument("--mixers", default="all",
                         help="'all' or comma-separated specs name[:key=value,...][:math], e.g. retnet:decomposed=True")
     parser.add_argument("--batch", type=int, default=1)

@@ -132,7 +132,7 @@ def as_model_state(obj: Any, source: str) -> dict:
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{source} holds no state dict (a mapping of names to tensors); an official checkpoint "
-                              "needs converting first: tools/convert.py SOURCE IN OUT")
+                              "needs converting first: visionmix convert SOURCE IN OUT")
     state = {k.removeprefix("module."): v for k, v in obj.items()}
     if state and not any(k.startswith(("backbone.", "data_preprocessor.")) for k in state):
         state = {f"backbone.{k}": v for k, v in state.items()}  # a denoiser's own state dict

@@ -1,7 +1,7 @@
 """Sample grids people can actually see: one row per class, nearest-neighbour upscaled, written atomically.
 
 An 8×8-digit grid straight from ``torchvision.utils.save_image`` is a 90-pixel PNG; every grid visionmix writes
-(``tools/sample.py``, the sample-grid hook, the demo, the model-zoo table) goes through :func:`save_grid`,
+(``visionmix sample``, the sample-grid hook, the demo, the model-zoo table) goes through :func:`save_grid`,
 which scales it by a whole factor (pixels stay sharp squares) until its shorter side is at least
 ``min_side`` pixels.
 """

@@ -250,7 +250,7 @@ def _obtain_local(row: Mapping, path: Path, pinned: str | None, check: Callable[
                   faults: tuple[type[Exception], ...]) -> tuple[Path, T]:
     path = path if path.is_absolute() else Path(row["table"]).parent / path
     if not path.is_file():
-        why = (f"the row is {row['status']}: `python tools/zoo.py reproduce {row['name']}` trains and exports it"
+        why = (f"the row is {row['status']}: `visionmix zoo reproduce {row['name']}` trains and exports it"
                if row.get("status") else "is the package installed with its zoo files?")
         raise FileNotFoundError(f"zoo:{row['name']}: weights file {path} not found ({why})")
     try:

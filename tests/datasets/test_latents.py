@@ -74,7 +74,7 @@ def test_incomplete_extraction_is_refused(tmp_path):
 
 
 def test_missing_folder_and_missing_meta(tmp_path):
-    with pytest.raises(FileNotFoundError, match="extract_latents"):
+    with pytest.raises(FileNotFoundError, match="visionmix extract-latents"):
         LatentDataset(tmp_path / "none")
     tmp_path.joinpath("x").mkdir()
     with pytest.raises(FileNotFoundError, match="no meta.json"):

@@ -1,6 +1,7 @@
 """Tiny training configs and in-process access to the tools for the tool tests."""
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -22,8 +23,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_tool(name: str):
-    """Import tools/<name>.py as a module (tools/ is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"visionmix_tool_{name}", ROOT / "tools" / f"{name}.py")
+    """The command ``visionmix <name>`` (``tools/<name>.py``) as a module."""
+    return importlib.import_module(f"visionmix.commands.{name}")
+
+
+def load_script(name: str):
+    """A script of tools/ that is not a command (gpu_check, demo: they drive a checkout), as a module."""
+    spec = importlib.util.spec_from_file_location(f"visionmix_script_{name}", ROOT / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -4,7 +4,7 @@ import re
 import pytest
 
 import visionmix.ops as ops
-from tools import benchmark_wkv
+from visionmix.commands import benchmark_wkv
 
 pytestmark = [pytest.mark.native]
 

@@ -18,9 +18,7 @@ pytestmark = [pytest.mark.subprocess]
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "extract_latents.py"
-spec = importlib.util.spec_from_file_location("extract_latents", SCRIPT)
-extract = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(extract)
+extract = importlib.import_module("visionmix.commands.extract_latents")
 
 
 @pytest.fixture(scope="module")

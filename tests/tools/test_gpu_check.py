@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import visionmix.ops as ops
-from tests.tools.helpers import load_tool
+from tests.tools.helpers import load_script
 
-gpu_check = load_tool("gpu_check")
+gpu_check = load_script("gpu_check")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

@@ -105,7 +105,7 @@ def cli(*args, cwd):
 def test_drwkv_without_data_says_where_it_looked_and_how_to_make_latents(tmp_path):
     out = cli(str(ROOT / "configs/drwkv/drwkv_b2_in256.py"), "--work-dir", str(tmp_path / "w"), cwd=tmp_path)
     assert out.returncode == 1
-    assert "data/imagenet/latents256" in out.stderr and "extract_latents.py" in out.stderr
+    assert "data/imagenet/latents256" in out.stderr and "visionmix extract-latents" in out.stderr
 
 
 def test_drwkv_b2_trains_two_iterations_on_a_tiny_latent_folder(tmp_path):

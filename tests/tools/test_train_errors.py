@@ -164,9 +164,9 @@ def test_following_the_nan_advice_gets_past_the_divergence(tmp_path):
     health = json.loads((work / "checkpoint_health.json").read_text())
     assert health["3"]["loss"] > 1e3 and not health["3"]["healthy"] and (work / "iter_3.pth").is_file()
     assert re.search(r"iteration 4.*Last healthy checkpoint: .*iter_1\.pth \(iteration 1, loss \d", message), message
-    command = next(line for line in message.splitlines() if "tools/train.py" in line)
+    command = next(line for line in message.splitlines() if line.strip().startswith("visionmix train"))
     argv = shlex.split(command)
-    argv = argv[argv.index("tools/train.py") + 1:]
+    argv = argv[argv.index("train") + 1:]
     assert "--resume" in argv and argv[argv.index("--resume") + 1] == str(work / "iter_1.pth"), command
     assert "optim_wrapper.optimizer.lr=0.0004" in argv, command
 

@@ -21,14 +21,14 @@ zoo = load_tool("zoo")
 flops = load_tool("flops")
 ROWS = zoo.load_rows()
 DIGITS = {name: row for name, row in ROWS.items() if row.get("converter") is None}
-# Until `python tools/zoo.py reproduce all` has run, a digits row may say `status: untrained`; drop this allowance
+# Until `visionmix zoo reproduce all` has run, a digits row may say `status: untrained`; drop this allowance
 # once the rows are filled, so that an unfilled row fails.
 ALLOW_UNTRAINED = False
 HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def test_markdown_is_rendered_from_the_current_yml():
-    assert (ROOT / "model_zoo.md").read_text() == zoo.render(ROWS), "model_zoo.md is stale: python tools/zoo.py render"
+    assert (ROOT / "model_zoo.md").read_text() == zoo.render(ROWS), "model_zoo.md is stale: visionmix zoo render"
 
 
 @pytest.mark.parametrize("name", list(ROWS))
@@ -63,7 +63,7 @@ def test_every_registered_mixer_has_a_digits_row(mixer):
     assert row["weights"] == f"digits/{name}.safetensors"
     if ALLOW_UNTRAINED and row.get("status") == zoo.UNTRAINED:
         return
-    assert "status" not in row, f"{name} is not trained yet: python tools/zoo.py reproduce {name}"
+    assert "status" not in row, f"{name} is not trained yet: visionmix zoo reproduce {name}"
     weights = zoo.ZOO_DIR / row["weights"]
     assert weights.stat().st_size <= zoo.MAX_BYTES
     assert row["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()

@@ -11,7 +11,7 @@ from tests.tools.helpers import ROOT, tool_env
 from visionmix.hub import list_models
 
 NAME = re.compile(r"zoo:([a-z][a-z0-9_]*)")  # lower case: zoo:NAME is the placeholder
-SOURCES = sorted(ROOT.glob("tools/*.py")) + [ROOT / "README.md"]
+SOURCES = sorted(ROOT.glob("tools/*.py")) + sorted(ROOT.glob("visionmix/commands/*.py")) + [ROOT / "README.md"]
 
 
 def mentions() -> list[tuple[str, str]]:
@@ -20,7 +20,7 @@ def mentions() -> list[tuple[str, str]]:
 
 
 def test_the_scan_finds_the_examples():
-    assert ("README.md", "drwkv_digits") in mentions() and ("tools/eval_digits.py", "drwkv_digits") in mentions()
+    assert ("README.md", "drwkv_digits") in mentions() and ("visionmix/commands/eval_digits.py", "drwkv_digits") in mentions()
 
 
 @pytest.mark.parametrize("source,name", sorted(set(mentions())))

@@ -10,7 +10,7 @@ training checkpoint wrapping one), checks that its keys are the official layout 
 of another layout is an error naming missing and unexpected keys, and the source it does fit, if any),
 and returns the state dict of the visionmix ``DiffusionModel`` (keys ``backbone.*``) of the matching
 config. Each source's module documents its renames and anything beyond a rename; ``SOURCES[name].releases``
-lists the published files and their configs. ``tools/convert.py SOURCE IN OUT`` does the same on files.
+lists the published files and their configs. ``visionmix convert SOURCE IN OUT`` does the same on files.
 """
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
 
 def load_official(path: str | Path, trusted: bool = False) -> Any:
     """The object an official checkpoint file holds, read safely (see the module docstring), on the CPU.
-    ``trusted`` (``tools/convert.py --trust-checkpoint``, never a zoo file) unpickles fully instead."""
+    ``trusted`` (``visionmix convert --trust-checkpoint``, never a zoo file) unpickles fully instead."""
     path = Path(path).expanduser()
     if path.is_dir():
         raise IsADirectoryError(f"{path}: a directory, not a checkpoint file; {EXPECTED}")
@@ -71,7 +71,7 @@ def load_official(path: str | Path, trusted: bool = False) -> Any:
         raise UnsafeCheckpointError(
             f"{path}: refused to unpickle the class/function {found.group(1)}; official checkpoints hold only "
             "tensors, plain containers and argparse.Namespace. If you made this file and trust it, pass "
-            "--trust-checkpoint to tools/convert.py (full unpickling runs any code inside it) or re-save just its "
+            "--trust-checkpoint to visionmix convert (full unpickling runs any code inside it) or re-save just its "
             "state dict (torch.save(model.state_dict(), ...)) and convert that"
             + ("" if hasattr(torch.serialization, "safe_globals") else
                f" (torch {torch.__version__} cannot allow argparse.Namespace: torch >= 2.5 can)")) from None

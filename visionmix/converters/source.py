@@ -5,7 +5,7 @@ Pipeline (:meth:`Source.convert`): unwrap -> check the official key set (keys of
 no part for are refused with the reason) -> rename (and reshape where a layout says so) -> prefix with
 ``backbone.``. The result is a
 state dict of the model ``visionmix.build_model(cfg.model)`` builds (a ``DiffusionModel``, whose
-denoiser is ``model.backbone``), the form ``tools/sample.py --checkpoint`` reads.
+denoiser is ``model.backbone``), the form ``visionmix sample --checkpoint`` reads.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pre-encoded VAE latents: the on-disk format written by ``tools/extract_latents.py``, and its reader.
+"""Pre-encoded VAE latents: the on-disk format written by ``visionmix extract-latents``, and its reader.
 
 Latent diffusion (LDM; DiT, SiT, U-ViT on ImageNet) trains on ``z = vae.encode(x).latent_dist.sample()``
 of each image and, for flip augmentation, of its mirror image. Encoding once ahead of time removes the
@@ -38,7 +38,7 @@ from .paths import missing_data_error, resolve_root
 FORMAT = "visionmix-latents"
 VERSION = 1
 META_FILE = "meta.json"
-EXPECTED_LAYOUT = (f"VAE latents written by tools/extract_latents.py (<root>/{META_FILE} and "
+EXPECTED_LAYOUT = (f"VAE latents written by visionmix extract-latents (<root>/{META_FILE} and "
                    "latents_*.npy / labels_*.npy shards)")
 
 
@@ -111,12 +111,12 @@ def read_meta(root: str | os.PathLike) -> dict:
                          f"(format={meta.get('format')!r}, version={meta.get('version')!r})")
     if not meta.get("complete"):
         raise RuntimeError(f"the extraction in {str(root)!r} is incomplete ({len(meta.get('shards', []))} shards "
-                           "written); rerun tools/extract_latents.py with the same arguments to resume it")
+                           "written); rerun visionmix extract-latents with the same arguments to resume it")
     return meta
 
 
 class LatentDataset(Dataset):
-    """Reads a finished ``tools/extract_latents.py`` output folder (format in the module docstring)."""
+    """Reads a finished ``visionmix extract-latents`` output folder (format in the module docstring)."""
 
     def __init__(self, root: str | os.PathLike, random_flip: bool = True, class_cond: bool = True):
         self.root = resolve_root(root)

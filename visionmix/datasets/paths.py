@@ -29,7 +29,7 @@ def resolve_root(root: str | os.PathLike) -> Path:
 
 def missing_data_error(path: str | os.PathLike, expected: str) -> FileNotFoundError:
     """The error every dataset raises when its data is absent: where we looked and what belongs there."""
-    hint = (f"pass --data-root <dir> (tools/train.py), set data_root in the config, or set {DATA_ENV}=<dir> to "
+    hint = (f"pass --data-root <dir> (visionmix train), set data_root in the config, or set {DATA_ENV}=<dir> to "
             "resolve relative roots under <dir>")
     if "$" in os.fspath(path):
         hint += f" (an environment variable in the path was not set: {DATA_ENV}={os.environ.get(DATA_ENV)!r})"

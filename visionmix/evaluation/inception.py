@@ -9,8 +9,8 @@ and ADM's evaluator use, ported so that its outputs match TF (including TF1's bi
   ADM's evaluator compute them (torch-fidelity's ``logits_unbiased``).
 
 Input contract (:func:`to_uint8_nchw`): uint8 ``(N, H, W, C)`` (the layout of ADM's ``.npz`` batches and
-``tools/sample.py``'s ``arr_0``) or float ``(N, C, H, W)`` in [-1, 1], ``C`` 1 or 3 (grey is repeated to RGB),
-any ``H, W``. The network reads 8-bit images, so floats are quantised as ``tools/sample.py`` stores them,
+``visionmix sample``'s ``arr_0``) or float ``(N, C, H, W)`` in [-1, 1], ``C`` 1 or 3 (grey is repeated to RGB),
+any ``H, W``. The network reads 8-bit images, so floats are quantised as ``visionmix sample`` stores them,
 ``round((x + 1) * 127.5)`` clamped to [0, 255]: a float batch and its uint8 copy give identical features.
 
 Weights: ``pt_inception-2015-12-05-6726825d.pth`` (pytorch-fid's name) or

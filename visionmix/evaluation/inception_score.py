@@ -5,7 +5,7 @@
 computed on each of ``splits`` consecutive, near-equal parts of the samples (part i is rows
 ``i*N//splits .. (i+1)*N//splits``), reported as the mean and the (population) standard deviation over the parts:
 the original code's and ADM's protocol (10 parts of 5,000 for 50,000 samples). Samples are not shuffled, so
-the parts are the file's order (``tools/sample.py`` draws labels at random, which keeps parts alike).
+the parts are the file's order (``visionmix sample`` draws labels at random, which keeps parts alike).
 
 IS is 1 when every sample gets the same prediction and k when the samples are confidently split evenly over k
 classes; its maximum is the number of classes (1008 for FID's Inception, whose logits come without the softmax

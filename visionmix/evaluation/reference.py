@@ -1,6 +1,6 @@
 """Sample and reference batches in the ADM evaluation suite's ``.npz`` format, and reference statistics.
 
-A batch file (``tools/sample.py``'s output, ADM's ``VIRTUAL_imagenet256_labeled.npz``, ...) holds
+A batch file (``visionmix sample``'s output, ADM's ``VIRTUAL_imagenet256_labeled.npz``, ...) holds
 
 * ``arr_0``: uint8 images ``(N, H, W, C)``, C = 3 (or 1), the only key a *sample* batch needs;
 * ``labels``: optional ``(N,)`` class ids (read, never required);
@@ -45,7 +45,7 @@ def _open(path: str | os.PathLike, what: str):
 def check_images(images: np.ndarray, source: str) -> np.ndarray:
     """``images`` if it is a uint8 ``(N >= 1, H, W, 1 or 3)`` array, else a ValueError naming ``source``."""
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3) or len(images) == 0:
-        raise ValueError(f"{source}: arr_0 must hold uint8 images (N, H, W, 3) as tools/sample.py and ADM write "
+        raise ValueError(f"{source}: arr_0 must hold uint8 images (N, H, W, 3) as visionmix sample and ADM write "
                          f"them, got {images.dtype} {images.shape}")
     return images
 
@@ -55,7 +55,7 @@ def load_batch(path: str | os.PathLike) -> tuple[np.ndarray, Optional[np.ndarray
     with _open(path, "samples file") as data:
         if "arr_0" not in data.files:
             raise ValueError(f"{path} has no arr_0 (images); its arrays are {', '.join(data.files) or 'none'}: "
-                             "pass an .npz written by tools/sample.py or in ADM's format")
+                             "pass an .npz written by visionmix sample or in ADM's format")
         images = check_images(data["arr_0"], str(path))
         labels = data["labels"] if "labels" in data.files else None
     return images, labels

@@ -127,7 +127,7 @@ class NaNGuardHook(Hook):
         lr = min([x for x in (self._lr(runner), best and best["lr"]) if x] or [1e-4]) / 10
         config = runner.cfg.filename or "CONFIG"
         dumped = osp.join(runner.work_dir, osp.basename(config))
-        command = ["python", "tools/train.py", osp.abspath(dumped if osp.isfile(dumped) else config),
+        command = ["visionmix", "train", osp.abspath(dumped if osp.isfile(dumped) else config),
                    "--work-dir", osp.abspath(runner.work_dir)]
         command += ["--resume", best["file"]] if best else ["--overwrite"]
         command += ["--cfg-options", f"optim_wrapper.optimizer.lr={lr:.3g}"]
