@@ -195,7 +195,7 @@ def test_a_pinned_file_that_does_not_fit_the_rows_config_stays_cached(zoo, monke
 
 
 def packaged_row(zoo: dict, **extra) -> None:
-    write_table(zoo["folder"], {"digits": {"config": "configs/mixers/attention_digits8.py", "converter": None,
+    write_table(zoo["folder"], {"digits": {"config": "configs/quickstart/drwkv_digits8.py", "converter": None,
                                            "weights": str(PACKAGED), "sha256": sha(PACKAGED), **extra}})
 
 

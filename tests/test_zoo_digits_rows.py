@@ -9,7 +9,7 @@ import torch
 from visionmix import hub, list_mixers
 from visionmix.evaluation import DigitsScorer
 
-DIGITS_ROWS = [name for name in hub.list_models() if hub.model_info(name)["config"].startswith("configs/mixers/")]
+DIGITS_ROWS = [name for name in hub.list_models() if hub.model_info(name)["config"].startswith("configs/quickstart/")]
 
 
 def test_every_registered_mixer_has_a_trained_digits_row():

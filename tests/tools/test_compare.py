@@ -14,6 +14,7 @@ from visionmix.registry import MIXERS, build_model, list_mixers, resolve_type
 
 compare = load_tool("compare")
 DIGITS = ROOT / "configs/quickstart/drwkv_digits8.py"
+QUICK = "configs/quickstart/drwkv_digits8.py"  # as a zoo row names it
 
 
 def test_list_prints_the_registered_mixers(capsys):
@@ -75,11 +76,13 @@ def test_quality_comes_from_the_zoo_row_with_exactly_that_backbone(tmp_path):
     table = tmp_path / "zoo.yml"
     quality = "{agreement: 0.5, agreement_cfg3: 0.75, frechet: 1.25, source: measured}"
     table.write_text("models:\n"
-                     f"  rala_row: {{config: configs/mixers/rala_digits8.py, weights: x.safetensors, quality: {quality}}}\n"
+                     f"  rala_row: {{config: {QUICK}, cfg_options: {{model.backbone.mixer: rala}}, weights: x.safetensors, "
+                     f"quality: {quality}}}\n"
                      # same mixer, other options: a different model, so it must not match the plain rala sibling
-                     "  rala_other: {config: configs/mixers/rala_digits8.py, cfg_options: {model.backbone.mixer.lepe_kernel_size: 3},"
+                     f"  rala_other: {{config: {QUICK}, cfg_options: {{model.backbone.mixer: 'rala:lepe_kernel_size=3'}},"
                      f" weights: y.safetensors, quality: {quality}}}\n"
-                     "  untrained: {config: configs/mixers/attention_digits8.py, weights: z.safetensors, status: untrained}\n")
+                     f"  untrained: {{config: {QUICK}, cfg_options: {{model.backbone.mixer: attention}}, weights: z.safetensors,"
+                     " status: untrained}\n")
     sibs = compare.siblings(load_config(DIGITS), [MixerSpec("rala"), MixerSpec("attention"),
                                                   MixerSpec("rala", (("lepe_kernel_size", 3),))])
     compare.attach_zoo_rows(sibs, load_config(DIGITS).model, str(table))

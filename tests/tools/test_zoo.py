@@ -16,6 +16,7 @@ from tests.tools.helpers import ROOT, load_tool, tiny_digits_config, write_confi
 from visionmix.cli import UsageError
 from visionmix.config import load_config
 from visionmix.hub import load_model
+from visionmix.registry import as_config
 
 zoo = load_tool("zoo")
 flops = load_tool("flops")
@@ -50,7 +51,7 @@ def test_params_gmacs_and_mixer_are_what_the_config_builds(name):
     row = ROWS[name]
     params, _, gmacs, _ = flops.measure(str(ROOT / row["config"]), row.get("cfg_options"))
     assert (row["params"], row["gmacs"]) == (params, round(gmacs, 6))
-    mixer = load_config(str(ROOT / row["config"]), row.get("cfg_options")).model.backbone.mixer["type"]
+    mixer = as_config(load_config(str(ROOT / row["config"]), row.get("cfg_options")).model.backbone.mixer)["type"]
     assert visionmix.MIXERS.get(row["mixer"]) is (mixer if isinstance(mixer, type) else visionmix.MIXERS.get(mixer))
 
 
@@ -59,7 +60,9 @@ def test_every_registered_mixer_has_a_digits_row(mixer):
     name = "drwkv_digits" if mixer == "bi_rwkv" else f"{mixer}_digits"
     assert name in DIGITS, f"no zoo row {name} for mixer {mixer}"
     row = DIGITS[name]
-    assert (row["mixer"], row["config"]) == (mixer, f"configs/mixers/{mixer}_digits8.py")
+    assert (row["mixer"], row["config"]) == (mixer, "configs/quickstart/drwkv_digits8.py")
+    swap = {} if mixer == "bi_rwkv" else {"model.backbone.mixer": mixer}  # the scaffold's own mixer needs no swap
+    assert row.get("cfg_options", {}) == swap
     assert row["weights"] == f"digits/{name}.safetensors"
     if ALLOW_UNTRAINED and row.get("status") == zoo.UNTRAINED:
         return

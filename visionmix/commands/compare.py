@@ -26,7 +26,7 @@ visionmix.flops.count_macs); ``--no-macs`` skips them. ``× attention``: images/
 sibling whose mixer is ``attention`` (plain, fused SDPA path); ``s/step``: one fwd+bwd at ``--batch``.
 
 Quality: a sibling whose model is exactly the model of a model-zoo row with measured quality
-(``visionmix/zoo/model_zoo.yml``; the digits rows: ``configs/mixers/<mixer>_digits8.py``) gets that row's
+(``visionmix/zoo/model_zoo.yml``; the digits rows: the quickstart config with one mixer swapped) gets that row's
 digits agreement (unguided / guidance 3) and Fréchet distance at its trained resolution, e.g.
 ``visionmix compare configs/quickstart/drwkv_digits8.py --mixers all --res 8 --batch 64``. Those numbers
 belong to the row's trained weights: a sibling that ``--depth`` trims (or ``--cfg-options`` changes) is another

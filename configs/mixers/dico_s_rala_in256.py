@@ -1,7 +1,0 @@
-# DiCo-S U-shape with RAVLT's rank-augmented linear attention: 4/8/16 heads of 32.
-from mmengine.config import read_base
-
-with read_base():
-    from ..dico.dico_s_in256 import *
-
-model.backbone.mixer = dict(type="rala", lepe_kernel_size=5)
