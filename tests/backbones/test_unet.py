@@ -128,7 +128,7 @@ def test_cfg_and_null_label():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(conditioning="in_context"), "in_context"),
     (dict(input_size=10), "not divisible by 4"),
-    (dict(depths=[1, 1, 1]), "5 entries"),
+    (dict(depths=[1, 1]), "2L - 1 entries"),
     (dict(mixer="no_such_mixer"), "Known token mixers"),
     (dict(mixer=dict(type="dico_conv", kernel=5)), "did you mean 'kernel_size'"),
 ])
@@ -140,3 +140,25 @@ def test_bad_construction_is_a_clear_error(kwargs, match):
 def test_bad_input_size_is_a_clear_error():
     with pytest.raises(ValueError, match="not divisible by 4"):
         tiny()(torch.randn(1, 3, 8, 6), torch.tensor([1]), torch.tensor([0]))
+
+
+@pytest.mark.parametrize("levels", [2, 4])
+def test_other_level_counts_follow_dicos_rule(levels):
+    """Level i at D 2^(i-1), decoder 1 at 2D, resamplers and 1x1 joins named as DiCo names them; counted by hand."""
+    d = 8
+    model = tiny(input_size=16, depths=[1] * (2 * levels - 1))
+    names = {name for name, _ in model.named_children()}
+    assert {f"down{i}_{i + 1}" for i in range(1, levels)} | {f"up{i + 1}_{i}" for i in range(1, levels)} <= names
+    widths = [d * 2 ** i for i in range(levels)]
+    decoder = [2 * d] + widths[1:-1]
+    below = [widths[-1]] + decoder[:0:-1]  # into decoder i, i = L-1 .. 1
+    expected = sum(w * (w // 2) * 9 for w in widths[:-1])  # downs: 3x3 convs n -> n/2, no bias
+    expected += sum(b * 2 * b * 9 for b in below)  # ups: 3x3 convs n -> 2n, no bias
+    expected += sum((b // 2 + widths[i - 1]) * decoder[i - 1] + decoder[i - 1]
+                    for i, b in zip(range(levels - 1, 0, -1), below))  # 1x1 joins with bias
+    resamplers = [m for n, m in model.named_children() if n.startswith(("down", "up", "reduce_chan"))]
+    assert sum(p.numel() for m in resamplers for p in m.parameters()) == expected
+    x = torch.randn(2, 3, 16, 16)
+    assert model(x, torch.tensor([1, 500]), torch.tensor([0, 4])).shape == (2, 6, 16, 16)
+    with pytest.raises(ValueError, match=f"not divisible by {2 ** (levels - 1)} \\({levels - 1} 2x downsamplings\\)"):
+        model(torch.randn(1, 3, 17, 17), torch.tensor([1]), torch.tensor([0]))

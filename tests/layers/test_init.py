@@ -35,3 +35,19 @@ def test_xavier_init_bounds():
     bound = (6 / (300 + 100)) ** 0.5
     assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.9 * bound
     assert torch.equal(layer.bias, torch.zeros(100))
+
+
+def test_the_scaffold_schemes_touch_only_their_layer_kinds():
+    from visionmix.layers.init import trunc_normal_linear_, xavier_linear_, xavier_linear_conv_
+
+    torch.manual_seed(0)
+    linear, conv, norm = nn.Linear(64, 32), nn.Conv2d(8, 8, 3), nn.LayerNorm(8)
+    before = [m.weight.clone() for m in (conv, norm)]
+    xavier_linear_(linear), xavier_linear_(conv), xavier_linear_(norm)
+    bound = (6 / (64 + 32)) ** 0.5
+    assert linear.weight.abs().max() <= bound and linear.bias.abs().sum() == 0
+    assert torch.equal(conv.weight, before[0]) and torch.equal(norm.weight, before[1])  # not Linear: untouched
+    trunc_normal_linear_(linear)
+    assert 0.015 < linear.weight.std() < 0.025 and linear.bias.abs().sum() == 0  # timm truncates at +-2, not 2 std
+    xavier_linear_conv_(conv)
+    assert conv.weight.abs().max() <= (6 / (8 * 9 + 8 * 9)) ** 0.5 and conv.bias.abs().sum() == 0

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from timm.layers import PatchEmbed, trunc_normal_
-from torch.utils.checkpoint import checkpoint
+from timm.layers import PatchEmbed
 
 from ..contract import Grid
 from ..layers import AdaLNFinalLayer, LinearFinalLayer, PositionEmbedding, unpatchify
 from ..layers.conditioning import check_conditioning
+from ..layers.init import trunc_normal_linear_, xavier_linear_
 from ..registry import BACKBONES, MIXERS, ComponentCfg, as_config, resolve_type
 from .base import Denoiser
 from .block import Block
+from .stage import Stage, drop_path_rates, run_block
 
 
 @BACKBONES.register_module(name="isotropic")
@@ -75,7 +76,7 @@ class IsotropicBackbone(Denoiser):
         self.pos_embed = PositionEmbedding(hidden_size, grid, pos_embed, self.extra_tokens)
 
         num_blocks = depth if skip == "none" else 2 * (depth // 2) + 1
-        rates = [drop_path_rate * i / num_blocks for i in range(num_blocks + 1)]  # linspace(0, rate, n + 1)
+        rates = drop_path_rates(num_blocks, drop_path_rate, last_block_gets_rate=False)
 
         def make_block(i: int) -> Block:
             return Block(hidden_size, num_heads, mixer=mixer, ffn=ffn, conditioning=conditioning,
@@ -84,11 +85,11 @@ class IsotropicBackbone(Denoiser):
                          layer_id=i, num_layers=num_blocks)
 
         if skip == "none":
-            self.blocks = nn.ModuleList(make_block(i) for i in range(num_blocks))
+            self.blocks = Stage(make_block(i) for i in range(num_blocks))
         else:
-            self.in_blocks = nn.ModuleList(make_block(i) for i in range(depth // 2))
+            self.in_blocks = Stage(make_block(i) for i in range(depth // 2))
             self.mid_block = make_block(depth // 2)
-            self.out_blocks = nn.ModuleList(make_block(i) for i in range(depth // 2 + 1, num_blocks))
+            self.out_blocks = Stage(make_block(i) for i in range(depth // 2 + 1, num_blocks))
         self.norm_f = nn.LayerNorm(hidden_size, eps=norm_eps) if final_norm else None
         head = LinearFinalLayer if conditioning == "in_context" else AdaLNFinalLayer
         self.final_layer = head(hidden_size, patch_size, self.out_channels)
@@ -98,7 +99,7 @@ class IsotropicBackbone(Denoiser):
     def initialize_weights(self) -> None:
         """Parts with ``init_weights()`` (adaLN, head, position table, mixers that define one) initialise
         themselves; the scaffold's own layers get DiT's xavier scheme or U-ViT's trunc-normal(0.02)."""
-        self.init_parts(_xavier_linear if self.init_style == "dit" else _trunc_normal_linear)
+        self.init_parts(xavier_linear_ if self.init_style == "dit" else trunc_normal_linear_)
         if self.init_style == "dit":
             proj = self.x_embedder.proj  # initialised like a Linear over the flattened patch
             nn.init.xavier_uniform_(proj.weight.view(proj.weight.shape[0], -1))
@@ -127,35 +128,12 @@ class IsotropicBackbone(Denoiser):
         out = self.final_layer(tokens, c)[:, self.extra_tokens:]
         return unpatchify(out, hw, self.patch_size)
 
-    def _run(self, block: Block, *args: torch.Tensor | tuple | None) -> torch.Tensor:
-        if self.grad_checkpointing and self.training:
-            return checkpoint(block, *args, use_reentrant=False)
-        return block(*args)
-
     def forward_blocks(self, x: torch.Tensor, c: torch.Tensor | None, grid: Grid) -> torch.Tensor:
+        checkpointing = self.grad_checkpointing and self.training
         if self.skip == "none":
-            for block in self.blocks:
-                x = self._run(block, x, c, grid)
-            return x
-        skips = []
-        for block in self.in_blocks:
-            x = self._run(block, x, c, grid)
-            skips.append(x)
-        x = self._run(self.mid_block, x, c, grid)
-        for block in self.out_blocks:  # last in, first out: out-block j meets in-block depth//2-1-j
-            x = self._run(block, x, c, grid, skips.pop())
-        return x
-
-
-def _xavier_linear(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear):
-        nn.init.xavier_uniform_(module.weight)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-
-
-def _trunc_normal_linear(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear):
-        trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
+            return self.blocks(x, c, grid, checkpointing=checkpointing)
+        skips: list[torch.Tensor] = []
+        x = self.in_blocks(x, c, grid, checkpointing=checkpointing, skips_out=skips)
+        x = run_block(self.mid_block, x, c, grid, checkpointing=checkpointing)
+        # last in, first out: out-block j meets in-block depth//2-1-j
+        return self.out_blocks(x, c, grid, checkpointing=checkpointing, skips_in=skips)

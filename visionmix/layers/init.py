@@ -1,4 +1,9 @@
-"""Weight-init schemes that parts call from their ``init_weights()`` (one place, named after their origin)."""
+"""Weight-init schemes, in one place, named after their origin.
+
+Recursive schemes (``vit_init_``, ``xavier_init_``) are what parts call from their ``init_weights()``; one-module
+schemes (``xavier_linear_``, ``trunc_normal_linear_``, ``xavier_linear_conv_``) are what a scaffold hands its init
+walk (``Denoiser.init_parts``), which visits the modules itself.
+"""
 from __future__ import annotations
 
 import torch.nn as nn
@@ -33,3 +38,27 @@ def xavier_init_(module: nn.Module) -> None:
             nn.init.xavier_uniform_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+
+def xavier_linear_(module: nn.Module) -> None:
+    """DiT's scaffold scheme, for one module: xavier-uniform Linear weights, zero biases."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def trunc_normal_linear_(module: nn.Module) -> None:
+    """U-ViT's scaffold scheme, for one module: trunc-normal(0.02) Linear weights, zero biases."""
+    if isinstance(module, nn.Linear):
+        trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def xavier_linear_conv_(module: nn.Module) -> None:
+    """DiCo's scaffold scheme, for one module: xavier-uniform Linear and Conv2d weights, zero biases."""
+    if isinstance(module, (nn.Linear, nn.Conv2d)):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
