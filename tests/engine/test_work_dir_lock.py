@@ -66,3 +66,23 @@ def test_a_folder_made_for_the_lock_alone_is_removed_again(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
         WorkDirLock(tmp_path / "file").acquire()
+
+
+def test_a_refusal_waits_a_moment_for_the_holders_record(tmp_path):
+    """A run that has just taken the lock writes who it is a moment later: the refusal names it all the same."""
+    import fcntl
+    import threading
+
+    work = tmp_path / "work"
+    work.mkdir()
+    fd = os.open(work / LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # locked, record not written yet
+    late = threading.Timer(0.3, lambda: os.pwrite(fd, json.dumps({"pid": 4242, "host": "h", "started": "now",
+                                                                    "command": "x"}).encode(), 0))
+    late.start()
+    try:
+        with pytest.raises(WorkDirLockedError, match=r"in use by another run \(PID 4242 on h, started now: x\)"):
+            WorkDirLock(work).acquire()
+    finally:
+        late.join()
+        os.close(fd)

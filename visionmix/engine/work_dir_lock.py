@@ -46,7 +46,7 @@ class WorkDirLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = _read(fd)
+                holder = _read_soon(fd)
                 os.close(fd)
                 self._forget_dir()
                 raise WorkDirLockedError(f"work dir {self.work_dir.resolve()} is in use by another run "
@@ -120,6 +120,14 @@ def _read(fd: int) -> dict:
     except (ValueError, UnicodeDecodeError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _read_soon(fd: int, wait: float = 2.0) -> dict:
+    """The holder's record; a run that has just taken the lock writes it a moment later, so wait for it briefly."""
+    deadline = time.monotonic() + wait
+    while not (holder := _read(fd)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return holder
 
 
 def _same_file(fd: int, path: Path) -> bool:
