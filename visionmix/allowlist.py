@@ -63,6 +63,11 @@ def _under(path: str, prefixes: Iterable[str]) -> bool:
     return any(path == p or path.startswith(p + ".") for p in prefixes)
 
 
+def user_trusts(path: str) -> bool:
+    """Whether ``path`` lies under a package the user trusts (``trusted_type_prefixes``, ``custom_imports``)."""
+    return _under(path, user_prefixes())
+
+
 def importable(path: str) -> bool:
     """Whether a dotted path may be imported to find out what it names."""
     return _under(path, IMPORTABLE + user_prefixes())
@@ -84,7 +89,7 @@ def allowed(obj: Any) -> bool:
     if unsafe_reason(obj) is not None:
         return False
     home = getattr(obj, "__module__", None) or ""
-    if _under(home, user_prefixes()):
+    if user_trusts(home):
         return True
     if not inspect.isclass(obj):
         return _is_mmengine_part(obj)

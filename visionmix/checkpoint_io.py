@@ -47,8 +47,7 @@ def trust_path(path: str | Path) -> None:
 
 
 def is_trusted(path: str | Path) -> bool:
-    path = Path(path).expanduser().resolve()
-    return any(path == root or root in path.parents for root in _TRUSTED)
+    return Path(path).expanduser().resolve() in _TRUSTED
 
 
 def data_classes() -> list[Any]:

@@ -89,6 +89,14 @@ def trust_checkpoint_if_asked(args: argparse.Namespace) -> None:
     trust_path(args.checkpoint)
 
 
+def nearest_folder(path: str) -> str:
+    """``path`` if it is a folder, else its closest ancestor that is one (where a run would create it)."""
+    path = os.path.abspath(path)
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
 def samples_dir(checkpoint: str) -> str:
     """Where a tool writes samples by default: ``samples/NAME`` in the current folder for ``zoo:NAME``; ``samples/``
     beside a local checkpoint, unless that folder belongs to the installed package or cannot be written (then

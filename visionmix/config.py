@@ -19,7 +19,7 @@ from mmengine.config import Config
 from mmengine.utils import import_modules_from_strings
 
 from . import safe_yaml
-from .allowlist import trust_type_prefixes, user_prefixes
+from .allowlist import trust_type_prefixes, user_trusts
 from .components import register_all_modules
 from .config_values import check_values
 from .registry import (UnknownComponentError, UntrustedTypeError, all_registries, import_trusted, lookup, parse_spec,
@@ -131,7 +131,7 @@ def check_types(cfg: Config) -> None:
     scopes = {reg.scope for reg in registries}
     for where, name, key in _type_strings(cfg, ""):
         if key in SCOPE_KEYS:
-            if name not in scopes and not any(name == p or name.startswith(p + ".") for p in user_prefixes()):
+            if name not in scopes and not user_trusts(name):
                 raise ConfigError(f"scope {name!r} at {where} is not allowed: registered scopes are "
                                   f"{', '.join(sorted(scopes))} (or trust it: --cfg-options "
                                   f"trusted_type_prefixes=\"['{name}']\")")

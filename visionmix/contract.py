@@ -69,12 +69,18 @@ def default_scheme(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-def scaffold_walk(module: nn.Module, scheme: Scheme) -> None:
-    """``scheme`` on ``module`` and every submodule, except that a submodule with its own ``init_weights()`` (a LePE
-    conv, an adaLN modulation) initialises its whole subtree itself: the walk a scaffold makes over its own layers."""
-    scheme(module)
+def scaffold_walk(module: nn.Module, scheme: Scheme, *, include_self: bool = True) -> None:
+    """The one init walk: ``scheme`` on ``module`` (unless ``include_self``) and every submodule, except that a mixer
+    or FFN that takes the scaffold's init gets ``init_weights(scheme)``, one whose paper fixes its init is left as
+    its constructor set it, and any other part with its own ``init_weights()`` (a LePE conv, an adaLN modulation)
+    initialises its whole subtree itself."""
+    if include_self:
+        scheme(module)
     for child in module.children():
-        if hasattr(child, "init_weights"):
+        if isinstance(child, GridPart):
+            if child.init_from_scaffold:
+                child.init_weights(scheme)
+        elif hasattr(child, "init_weights"):
             child.init_weights()
         else:
             scaffold_walk(child, scheme)

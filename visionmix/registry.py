@@ -17,9 +17,10 @@ import torch.nn as nn
 from mmengine.registry import Registry
 
 from . import safe_yaml
-from .contract import ChannelMixer, TokenMixer, check_part_class
 from .allowlist import (UntrustedTypeError, allowed, importable, refusal,  # noqa: F401 - re-exported
                         trust_type_prefixes)
+from .contract import ChannelMixer, TokenMixer, check_part_class
+
 
 class ContractRegistry(Registry):
     """A registry whose entries obey a part contract (:mod:`visionmix.contract`), checked as each one registers."""
@@ -36,7 +37,8 @@ class ContractRegistry(Registry):
 
 
 MIXERS = ContractRegistry("token mixer", contract=TokenMixer, scope="visionmix", locations=["visionmix.mixers"])
-FFNS = ContractRegistry("channel mixer (FFN)", contract=ChannelMixer, scope="visionmix", locations=["visionmix.layers"])
+FFNS = ContractRegistry("channel mixer (FFN)", contract=ChannelMixer, scope="visionmix",
+                        locations=["visionmix.layers"])
 BACKBONES = Registry("backbone", scope="visionmix", locations=["visionmix.backbones"])
 MODELS = Registry("model", scope="visionmix", locations=["visionmix.models"])
 OBJECTIVES = Registry("diffusion objective", scope="visionmix", locations=["visionmix.diffusion"])

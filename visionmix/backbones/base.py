@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn as nn
 
-from ..contract import GridPart
+from ..contract import scaffold_walk
 from ..layers import LabelEmbedder, TimestepEmbedder
 
 
@@ -123,22 +123,10 @@ class Denoiser(nn.Module):
 
     # ----------------------------------------------------------------- init
     def init_parts(self, scheme: Callable[[nn.Module], None]) -> None:
-        """The scaffold's init walk: a mixer or FFN that takes its init from the scaffold (``init_from_scaffold``:
-        attention, the MLP, Bi-RWKV) gets ``init_weights(scheme)``; one whose paper fixes its init was initialised
-        when it was built and is left alone; any other part that defines ``init_weights()`` owns its whole subtree;
-        ``scheme`` goes to every other module, which belongs to the scaffold."""
-        def visit(module: nn.Module) -> None:
-            for child in module.children():
-                if isinstance(child, GridPart):
-                    if child.init_from_scaffold:
-                        child.init_weights(scheme)
-                elif hasattr(child, "init_weights"):
-                    child.init_weights()
-                else:
-                    scheme(child)
-                    visit(child)
-
-        visit(self)
+        """The scaffold's init walk over its parts (:func:`visionmix.contract.scaffold_walk`): ``scheme`` goes to the
+        scaffold's own modules and to the mixers and FFNs that take their init from it (attention, the MLP, Bi-RWKV);
+        every other part keeps the init it owns."""
+        scaffold_walk(self, scheme, include_self=False)
 
     def init_embedders_dit(self) -> None:
         """DiT's embedder init: N(0, 0.02) for the time MLPs' weights and the label tables."""

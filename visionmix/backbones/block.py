@@ -75,4 +75,5 @@ class Block(nn.Module):
             gate1 = gate2 = 1.0
         mixed = self.run_in_own_layout(self.mixer, modulate(self.norm1(x), shift1, scale1), grid)
         x = x + self.drop_path(gate1 * mixed)
-        return x + self.drop_path(gate2 * self.run_in_own_layout(self.ffn, modulate(self.norm2(x), shift2, scale2), grid))
+        fed = self.run_in_own_layout(self.ffn, modulate(self.norm2(x), shift2, scale2), grid)
+        return x + self.drop_path(gate2 * fed)

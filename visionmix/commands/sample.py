@@ -21,7 +21,7 @@ import sys
 from typing import Any, List, Optional, Sequence, Tuple
 
 from visionmix.cli import (TRUST_HELP, ArgumentParser, CfgOptionsAction, UsageError, run_tool,  # light: no torch
-                           samples_dir, trust_checkpoint_if_asked)
+                           nearest_folder, samples_dir, trust_checkpoint_if_asked)
 
 # torch, numpy, mmengine and visionmix are imported inside the functions that need them: --help and
 # bad arguments answer at once instead of after many seconds of imports.
@@ -153,8 +153,8 @@ def check_output_size(model: Any, num: int, out_dir: str) -> None:
     scale = 8 if model.latent_scale is not None else 1  # SD-VAE: 8 pixels a latent
     height, width = (side * scale for side in model.backbone.input_size)
     need = num * (height * width * 3 + 8)
-    folder = next(p for p in (out_dir, *_parents(out_dir)) if osp.isdir(p))
-    limits = [("free on the disk at " + osp.abspath(folder), shutil.disk_usage(folder).free)]
+    folder = nearest_folder(out_dir)
+    limits = [("free on the disk at " + folder, shutil.disk_usage(folder).free)]
     if (memory := available_memory()) is not None:
         limits.append(("of available memory", memory))
     for what, have in limits:
@@ -162,11 +162,6 @@ def check_output_size(model: Any, num: int, out_dir: str) -> None:
             raise UsageError(f"--num-samples {num}: the {height}x{width} samples need {need / 1e9:.1f} GB, more than "
                              f"the {have / 1e9:.1f} GB {what}; sample fewer (several runs with different --seed "
                              "values)")
-
-
-def _parents(path: str) -> list[str]:
-    path = osp.abspath(path)
-    return [osp.dirname(path)] + _parents(osp.dirname(path)) if osp.dirname(path) != path else []
 
 
 def available_memory() -> Optional[int]:

@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from visionmix.cli import ArgumentParser, CfgOptionsAction, UsageError, run_tool  # light: no torch
+from visionmix.cli import ArgumentParser, CfgOptionsAction, UsageError, nearest_folder, run_tool  # light: no torch
 
 # torch, mmengine and visionmix are imported inside the functions that need them: --help and command-line
 # mistakes answer at once instead of after several seconds of imports.
@@ -248,9 +248,7 @@ def preflight(cfg) -> None:
 def check_free_space(work_dir: str, floor: int = 64 << 20) -> None:
     """A full disk fails the first checkpoint (and every log line) hours in: need room for two checkpoints as
     large as the work dir's latest (or ``floor`` bytes for a new run) before starting."""
-    existing = next((p for p in (work_dir, *Path(osp.abspath(work_dir)).parents) if osp.isdir(p)), None)
-    if existing is None:
-        return
+    existing = nearest_folder(work_dir)
     latest = checkpoints_in(work_dir)
     need = max(floor, 2 * os.path.getsize(osp.join(work_dir, latest[-1]))) if latest else floor
     free = shutil.disk_usage(existing).free

@@ -38,12 +38,12 @@ DIGITS_INTRO = """\
 
 The quickstart digits scaffold (`configs/quickstart/drwkv_digits8.py`: Diffusion-RWKV's isotropic scaffold with
 long skips, 7 blocks of width 112, patch 2 on 8x8 digits) with only the mixer swapped, trained for 1000 iterations
-on CPU (the row's `cfg_options: {model.backbone.mixer: <mixer>}`). Scores are of the exported fp16 weights: how often a sample is the
-requested digit (agreement) and the Frechet distance in the features of the `visionmix eval-digits` classifier,
-unguided and with guidance 3, ancestral DDPM-50, seed 0, 50 samples per digit (500: an agreement of 90% is
-known to about ±1.3 points). The grid shows unguided samples, one row per digit. Training times are wall clock
-on a 2-core CPU that was running other work at the same time; for speed, see the s/step column of the README's
-side-by-side comparison, which times every mixer in one quiet run.
+on CPU (the row's `cfg_options: {model.backbone.mixer: <mixer>}`). Scores are of the exported fp16 weights: how
+often a sample is the requested digit (agreement) and the Frechet distance in the features of the `visionmix
+eval-digits` classifier, unguided and with guidance 3, ancestral DDPM-50, seed 0, 50 samples per digit (500: an
+agreement of 90% is known to about ±1.3 points). The grid shows unguided samples, one row per digit. Training times
+are wall clock on a 2-core CPU that was running other work at the same time; for speed, see the s/step column of
+the README's side-by-side comparison, which times every mixer in one quiet run.
 
 Reproduce a row (train, export, score, grid, record in the yml, re-render this file):
 

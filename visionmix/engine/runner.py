@@ -3,6 +3,7 @@ that override a resumed optimiser, and a console without mmengine's environment 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import os.path as osp
@@ -93,14 +94,19 @@ class VisionMixRunner(Runner):
         if fn_name == "before_save_checkpoint":  # the last step before mmengine writes the file
             self._store_as_data(kwargs["checkpoint"])
 
+    @functools.cached_property
+    def _config_text(self) -> tuple[str | None, str | None]:
+        """The run's config as YAML and its format tag, dumped once: it does not change while the run lasts."""
+        try:
+            return config_as_yaml(self.cfg), YAML_FORMAT
+        except Exception as err:  # noqa: BLE001 - never lose a checkpoint over the config's description
+            self.logger.warning(f"the config could not be stored with the checkpoint ({err})")
+            return None, None
+
     def _store_as_data(self, checkpoint: dict) -> None:
         """Make the checkpoint loadable with ``weights_only=True``: the config as YAML text instead of Python source,
         the message hub's histories as arrays instead of objects that pickle bound methods."""
-        try:
-            text, fmt = config_as_yaml(self.cfg), YAML_FORMAT
-        except Exception as err:  # noqa: BLE001 - never lose a checkpoint over the config's description
-            self.logger.warning(f"the config could not be stored with the checkpoint ({err})")
-            text, fmt = None, None
+        text, fmt = self._config_text
         checkpoint["meta"].update({"cfg": text, FORMAT_KEY: fmt})
         hub = checkpoint.get("message_hub") or {}
         if "cfg" in hub.get("runtime_info", {}):
